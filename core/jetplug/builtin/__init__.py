@@ -1,0 +1,1 @@
+"""Plugins that ship with the host; registered last so they run first."""

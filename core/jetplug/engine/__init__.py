@@ -1,0 +1,1 @@
+"""The JetStream engine: provisioning, consumers, outcomes, dead letters and publishing."""

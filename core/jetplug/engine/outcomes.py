@@ -1,0 +1,186 @@
+"""What happens to a message: run the handler chain, then ack, nak with delay, or terminate.
+
+The policy, in one place:
+
+* ``Ack`` -> ``+ACK``.
+* ``Nak(delay)`` or an exception -> ``-NAK`` with the delay (default: the consumer's retry delay
+  for the delivery count); on the last allowed delivery (``max_deliver``) -> dead letter
+  (``max_deliver``) then ``+TERM``.
+* ``Term(reason, error)`` -> dead letter (``reason``) then ``+TERM``.
+* A message fetched before the latest reconnect is not acked with stale state: it is dropped and
+  the server redelivers it.
+
+A dead letter is stored (pub-ack) before the original is terminated; if the dead-letter publish
+fails the original is nak'ed instead, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..connection import safe_error_text
+from ..errors import PublishError
+from ..events import MessageDeadLettered, MessageHandled
+from ..types import Ack, Nak, Term
+
+if TYPE_CHECKING:
+    from ..message import Message
+    from .engine import Engine
+
+log = logging.getLogger("jetplug.outcomes")
+
+NS = 1_000_000_000
+_ACK = b"+ACK"
+_NAK = b"-NAK"
+
+
+def dlq_subject(prefix: str, msg: Message) -> str:
+    """``<prefix>.<stream>.<consumer>``."""
+    return f"{prefix}.{msg.stream}.{msg.consumer.durable}"
+
+
+def dlq_headers(msg: Message, reason: str, error: str, plugin: str) -> dict[str, str]:
+    """The original headers plus the ``Jetplug-*`` context of a dead letter."""
+    headers = {k: v for k, v in msg.headers.items() if k != "Nats-Msg-Id"}
+    if "Nats-Msg-Id" in msg.headers:
+        headers["Jetplug-Original-Msg-Id"] = msg.headers["Nats-Msg-Id"]
+    headers.update(
+        {
+            "Jetplug-Dlq-Reason": reason,
+            "Jetplug-Dlq-Error": error.replace("\r", " ").replace("\n", " ")[:1000],
+            "Jetplug-Original-Subject": msg.subject,
+            "Jetplug-Original-Stream": msg.stream,
+            "Jetplug-Original-Seq": str(msg.stream_seq),
+            "Jetplug-Consumer": msg.consumer.durable,
+            "Jetplug-Deliveries": str(msg.deliveries),
+            "Jetplug-Plugin": plugin,
+            "Jetplug-Dlq-Time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        }
+    )
+    return headers
+
+
+class Outcomes:
+    """Runs ``handle_message`` implementations and carries out their decision."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.handlers = engine.plugins.message_handlers() if engine.plugins else []
+
+    async def handle(self, msg: Message) -> None:
+        """Decide and settle one message; never raises."""
+        started = time.perf_counter()
+        decision: Any = None
+        plugin = ""
+        error = ""
+        try:
+            for plugin, fn in self.handlers:
+                result = fn(msg=msg)
+                if result is not None and hasattr(result, "__await__"):
+                    result = await result
+                if result is not None:
+                    decision = result
+                    break
+            else:
+                plugin = msg.consumer.owner
+                error = f"no plugin decided (owner {msg.consumer.owner!r} returned None)"
+        except Exception as exc:  # noqa: BLE001 - a handler failure is an outcome, not a crash
+            error = safe_error_text(exc)
+            log.warning("handler of plugin %s failed: %s", plugin, error, extra=msg.log_fields())
+        try:
+            await self.settle(msg, decision, plugin, error, started)
+        except Exception:  # noqa: BLE001 - never let a settle failure kill the dispatcher
+            log.exception("settling failed; the server will redeliver", extra=msg.log_fields())
+
+    async def settle(self, msg: Message, decision: Any, plugin: str, error: str, started: float) -> None:
+        """Carry out ``decision`` (or the failure ``error``) for ``msg``."""
+        engine = self.engine
+        if msg.generation != engine.connection.generation:
+            self._done(msg, "dropped", started, plugin, "stale", "fetched before a reconnect")
+            return
+        client = engine.connection.client
+        if type(decision) is Ack:
+            await client.publish(msg.reply, _ACK)
+            self._done(msg, "ack", started, plugin)
+            return
+        spec = msg.consumer
+        if type(decision) is Term:
+            await self.dead_letter(msg, decision.reason, decision.error, plugin, started)
+            return
+        if type(decision) is Nak:
+            delay = decision.delay
+        elif decision is None:
+            delay = None
+        else:
+            error = f"handle_message returned {decision!r}, not Ack, Nak or Term"
+            delay = None
+        if msg.deliveries >= spec.max_deliver:
+            await self.dead_letter(msg, "max_deliver", error or "nak on the last allowed delivery", plugin, started)
+            return
+        if delay is None:
+            delay = spec.retry_delay(msg.deliveries)
+        await self._nak(msg, delay)
+        self._done(msg, "nak", started, plugin, "error" if error else "nak", error)
+
+    async def _nak(self, msg: Message, delay: float) -> None:
+        body = _NAK if delay <= 0 else b'-NAK {"delay":%d}' % int(delay * NS)
+        await self.engine.connection.client.publish(msg.reply, body)
+
+    async def release(self, msg: Message) -> None:
+        """Hand back a message that was fetched but never started (shutdown)."""
+        try:
+            await self._nak(msg, 0)
+        except Exception:  # noqa: BLE001 - it comes back after ack_wait anyway
+            log.debug("release failed", exc_info=True)
+        self._done(msg, "released", time.perf_counter(), "", "shutdown")
+
+    async def dead_letter(self, msg: Message, reason: str, error: str, plugin: str, started: float) -> None:
+        """Store a copy in the DLQ stream, then terminate the original; nak if the copy fails."""
+        engine = self.engine
+        dlq = engine.settings.dlq
+        if dlq.enabled:
+            try:
+                await engine.publisher.publish(
+                    dlq_subject(dlq.subject_prefix, msg),
+                    msg.data,
+                    headers=dlq_headers(msg, reason, error, plugin),
+                    msg_id=f"dlq.{msg.stream}.{msg.consumer.durable}.{msg.stream_seq}",
+                )
+            except PublishError as exc:
+                log.error("dead letter not stored, message will be redelivered: %s", exc, extra=msg.log_fields())
+                await self._nak(msg, msg.consumer.retry_delay(msg.deliveries))
+                self._done(msg, "nak", started, plugin, "dlq_failed", str(exc))
+                return
+        await engine.connection.client.publish(msg.reply, b"+TERM " + reason.encode()[:200])
+        engine.emit(
+            MessageDeadLettered(
+                consumer=msg.consumer.durable,
+                stream=msg.stream,
+                stream_seq=msg.stream_seq,
+                deliveries=msg.deliveries,
+                reason=reason,
+                error=error,
+                plugin=plugin,
+            )
+        )
+        self._done(msg, "term", started, plugin, reason, error)
+
+    def _done(
+        self, msg: Message, outcome: str, started: float, plugin: str, reason: str = "", error: str = ""
+    ) -> None:
+        self.engine.emit(
+            MessageHandled(
+                consumer=msg.consumer.durable,
+                stream=msg.stream,
+                stream_seq=msg.stream_seq,
+                deliveries=msg.deliveries,
+                outcome=outcome,
+                duration=time.perf_counter() - started,
+                plugin=plugin,
+                reason=reason,
+                error=error,
+            )
+        )

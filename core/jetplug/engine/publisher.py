@@ -1,0 +1,304 @@
+"""Publishing to JetStream: always a pub-ack, always a msg-id, retries only when they can help.
+
+All pub-acks come back on one wildcard inbox subscription, keyed by a token in the reply subject,
+so many publishes can be in flight at once (the window) without a subscription, task or timer per
+publish. One sweeper times out unanswered publishes in send order.
+
+Error kinds (``PublishError.kind``): ``no_stream`` (no stream stores the subject),
+``wrong_stream`` (``expected_stream`` mismatch), ``too_large``, ``permission``, ``timeout``,
+``no_responders`` (a stream exists but has no leader, e.g. during an election),
+``not_connected``, ``server_error``. Only ``timeout``, ``no_responders`` and a reconnect in
+progress are retried, with the same msg-id so the server stores the message once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+
+from ..errors import PublishError
+from ..events import Event, PublishFailed, Published
+from ..types import PubAck, Publish
+from .jsapi import ApiError, JsApi
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..plugins import Plugins
+
+log = logging.getLogger("jetplug.publisher")
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_STREAM = "Nats-Expected-Stream"
+ERR_WRONG_STREAM = 10060
+ERR_TOO_LARGE = 10054
+
+
+class _Pending:
+    __slots__ = ("attempt", "future", "headers", "publish", "sent_at", "started", "token")
+
+    def __init__(self, publish: Publish, headers: dict[str, str], future: asyncio.Future[PubAck]):
+        self.publish = publish
+        self.headers = headers
+        self.future = future
+        self.attempt = 0
+        self.sent_at = 0.0
+        self.started = time.monotonic()
+        self.token = ""
+
+
+class Publisher:
+    """The host's publisher; plugins reach it as ``host.publisher``."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        api: JsApi,
+        plugins: Plugins | None,
+        emit: Callable[[Event], None],
+        *,
+        timeout: float = 5.0,
+        attempts: int = 3,
+        retry_wait: float = 0.2,
+        window: int = 1024,
+    ) -> None:
+        self.connection = connection
+        self.api = api
+        self.plugins = plugins
+        self.emit = emit
+        self.timeout = timeout
+        self.attempts = attempts
+        self.retry_wait = retry_wait
+        self.window = asyncio.Semaphore(window)
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._counter = 0
+        self._id_prefix = os.urandom(8).hex()
+        self._inbox = ""
+        self._sub: Any = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._before = self._after = False
+
+    async def start(self) -> None:
+        """Subscribe the reply inbox and start the timeout sweeper."""
+        nc = self.connection.client
+        self._inbox = nc.new_inbox()
+        self._sub = await nc.subscribe(
+            self._inbox + ".*", cb=self._on_reply, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        if self.plugins is not None:
+            self._before, self._after = self.plugins.has_publish_hooks()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def close(self) -> None:
+        """Fail what is still pending and stop the sweeper."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for pending in list(self._pending.values()):
+            self._finish_error(pending, PublishError("not_connected", pending.publish.subject, "publisher closed"))
+        self._pending.clear()
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may already be closed
+                log.debug("unsubscribe failed", exc_info=True)
+
+    def new_msg_id(self) -> str:
+        """A process-unique msg-id (random prefix + counter)."""
+        self._counter += 1
+        return f"{self._id_prefix}-{self._counter}"
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        msg_id: str = "",
+        expected_stream: str = "",
+        plugin: str = "",
+    ) -> PubAck:
+        """Publish and wait for the pub-ack; raise :class:`PublishError` if it does not come."""
+        fut = await self.publish_async(
+            subject, data, headers=headers, msg_id=msg_id, expected_stream=expected_stream, plugin=plugin
+        )
+        return await fut
+
+    async def publish_async(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        msg_id: str = "",
+        expected_stream: str = "",
+        plugin: str = "",
+    ) -> asyncio.Future[PubAck]:
+        """Send a publish and return a future of its pub-ack, without waiting for it.
+
+        Waits only while ``window`` publishes are already in flight. The future raises
+        :class:`PublishError` on failure.
+        """
+        pub = Publish(subject, data, dict(headers or {}), msg_id, expected_stream, plugin)
+        return await self.send(pub)
+
+    async def publish_many(self, publishes: Iterable[Publish]) -> list[PubAck | PublishError]:
+        """Publish many messages pipelined through the window; results in input order."""
+        futures = [await self.send(p) for p in publishes]
+        results: list[PubAck | PublishError] = []
+        for fut in futures:
+            try:
+                results.append(await fut)
+            except PublishError as exc:
+                results.append(exc)
+        return results
+
+    async def send(self, pub: Publish) -> asyncio.Future[PubAck]:
+        """Run ``before_publish`` hooks, then send ``pub``; the future resolves to its pub-ack."""
+        if self._before and self.plugins is not None:
+            await self.plugins.before_publish(pub)
+        if not pub.msg_id:
+            pub.msg_id = pub.headers.get(MSG_ID) or self.new_msg_id()
+        headers = pub.headers
+        headers[MSG_ID] = pub.msg_id
+        if pub.expected_stream:
+            headers[EXPECTED_STREAM] = pub.expected_stream
+        fut: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        await self.window.acquire()
+        pending = _Pending(pub, headers, fut)
+        fut.add_done_callback(self._release)
+        await self._transmit(pending)
+        return fut
+
+    def _release(self, _: asyncio.Future[PubAck]) -> None:
+        self.window.release()
+
+    async def _transmit(self, pending: _Pending) -> None:
+        pending.attempt += 1
+        self._counter += 1
+        token = str(self._counter)
+        pending.token = token
+        pending.sent_at = time.monotonic()
+        self._pending[token] = pending
+        pub = pending.publish
+        try:
+            await self.connection.client.publish(
+                pub.subject, pub.data, reply=f"{self._inbox}.{token}", headers=pending.headers
+            )
+        except nats.errors.MaxPayloadError:
+            self._pending.pop(token, None)
+            self._fail(pending, "too_large", f"payload of {len(pub.data)} bytes exceeds the server's max_payload")
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+            self._pending.pop(token, None)
+            self._fail(pending, "not_connected", "the connection is closed")
+        except nats.errors.BadSubjectError:
+            self._pending.pop(token, None)
+            self._fail(pending, "bad_subject", "the subject is empty or invalid")
+        except nats.errors.OutboundBufferLimitError:
+            self._pending.pop(token, None)
+            self._retry_or_fail(pending, "not_connected", "reconnecting and the outbound buffer is full")
+
+    async def _on_reply(self, msg: Any) -> None:
+        token = msg.subject[len(self._inbox) + 1 :]
+        pending = self._pending.pop(token, None)
+        if pending is None or pending.future.done():
+            return  # a late answer to an attempt that already timed out and was retried
+        if msg.headers and msg.headers.get("Status") == "503":
+            await self._no_responders(pending)
+            return
+        try:
+            answer = json.loads(msg.data)
+        except ValueError:
+            self._fail(pending, "server_error", f"unreadable pub-ack: {msg.data[:100]!r}")
+            return
+        err = answer.get("error")
+        if err:
+            code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
+            desc = str(err.get("description", ""))
+            if err_code == ERR_WRONG_STREAM:
+                self._fail(pending, "wrong_stream", f"{desc} (expected {pending.publish.expected_stream!r})")
+            elif err_code == ERR_TOO_LARGE or "exceeds maximum" in desc:
+                self._fail(pending, "too_large", desc)
+            elif code == 503:
+                self._retry_or_fail(pending, "no_responders", desc)
+            else:
+                self._fail(pending, "server_error", f"{desc} (err_code {err_code})")
+            return
+        ack = PubAck(
+            stream=answer.get("stream", ""),
+            seq=int(answer.get("seq", 0)),
+            duplicate=bool(answer.get("duplicate", False)),
+            domain=answer.get("domain", ""),
+        )
+        self._succeed(pending, ack)
+
+    async def _no_responders(self, pending: _Pending) -> None:
+        subject = pending.publish.subject
+        try:
+            streams = await self.api.stream_names(subject)
+        except (ApiError, nats.errors.Error, asyncio.TimeoutError) as exc:
+            self._retry_or_fail(pending, "no_responders", f"no responders and stream lookup failed: {exc}")
+            return
+        if not streams:
+            self._fail(pending, "no_stream", "no stream stores this subject; declare or create one")
+        else:
+            self._retry_or_fail(
+                pending, "no_responders", f"stream {streams[0]} did not answer (leader election?)"
+            )
+
+    async def _sweep(self) -> None:
+        interval = max(self.timeout / 4, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = time.monotonic() - self.timeout
+            while self._pending:
+                token, pending = next(iter(self._pending.items()))
+                if pending.sent_at > deadline:
+                    break
+                del self._pending[token]
+                if pending.future.done():
+                    continue
+                denied = self.connection.permission_denied(pending.publish.subject)
+                if denied:
+                    self._fail(pending, "permission", denied)
+                else:
+                    self._retry_or_fail(pending, "timeout", f"no pub-ack within {self.timeout:g}s")
+
+    def _retry_or_fail(self, pending: _Pending, kind: str, detail: str) -> None:
+        if pending.attempt >= self.attempts:
+            self._fail(pending, kind, f"{detail} (after {pending.attempt} attempts)", retryable=True)
+            return
+        delay = self.retry_wait * (2 ** (pending.attempt - 1))
+        delay += random.uniform(0, delay * 0.1)
+        log.debug("retrying publish to %s in %.2fs (%s)", pending.publish.subject, delay, kind)
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, lambda: loop.create_task(self._transmit(pending)))
+
+    def _fail(self, pending: _Pending, kind: str, detail: str, *, retryable: bool = False) -> None:
+        self._finish_error(pending, PublishError(kind, pending.publish.subject, detail, retryable=retryable))
+
+    def _finish_error(self, pending: _Pending, error: PublishError) -> None:
+        if pending.future.done():
+            return
+        pending.future.set_exception(error)
+        pub = pending.publish
+        self.emit(PublishFailed(subject=pub.subject, kind=error.kind, error=error.detail,
+                                attempts=pending.attempt, plugin=pub.plugin))
+        if self._after and self.plugins is not None:
+            asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, None, error))
+
+    def _succeed(self, pending: _Pending, ack: PubAck) -> None:
+        pending.future.set_result(ack)
+        pub = pending.publish
+        self.emit(Published(subject=pub.subject, stream=ack.stream, seq=ack.seq, duplicate=ack.duplicate,
+                            duration=time.monotonic() - pending.started, attempts=pending.attempt,
+                            plugin=pub.plugin))
+        if self._after and self.plugins is not None:
+            asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, ack, None))

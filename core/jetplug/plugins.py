@@ -1,0 +1,474 @@
+"""Plugin discovery, enable/disable, and the one typed facade over ``pm.hook``.
+
+Nothing else in jetplug calls ``pm.hook``: every hook call goes through :class:`Plugins`, which
+awaits ``async def`` implementations (pluggy itself is synchronous) and isolates notification
+hooks so one failing plugin cannot take the others down.
+
+Selection precedence (documented in docs/plugins.md):
+
+1. the allowlist is the first of: ``-p/--plugin`` names, ``JETPLUG_PLUGINS`` (comma list, ``""``
+   = none), ``[host] plugins``; if none is set every installed plugin is enabled;
+2. ``--disable NAME`` and ``JETPLUG_DISABLE_PLUGINS`` always disable;
+3. ``[plugins.<name>] enabled = false`` disables, unless the name was given with ``-p``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as md
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginLoadError, StartupError, UsageError
+
+if TYPE_CHECKING:
+    import click
+    import msgspec
+
+    from .config import Config
+    from .events import Event
+    from .host import Host
+    from .message import Message
+    from .types import ConsumerSpec, Decision, KeyValueSpec, PubAck, Publish, StreamSpec
+
+log = logging.getLogger("jetplug.plugins")
+
+GROUP = hookspecs.PROJECT
+#: plugins that ship inside the host package; registered last so they run first
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (("log_events", "jetplug.builtin.log_events"),)
+
+Status = Literal["enabled", "disabled", "broken"]
+
+
+@dataclass
+class PluginRecord:
+    """What the host knows about one installed plugin (shown by ``jetplug plugins``)."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    target: str
+    status: Status = "disabled"
+    reason: str = ""
+    hooks: list[str] = field(default_factory=list)
+    builtin: bool = False
+    error: PluginLoadError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "hooks": self.hooks,
+            "builtin": self.builtin,
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which plugins the user asked for, from every source (CLI, environment, file)."""
+
+    cli_plugins: tuple[str, ...] = ()
+    cli_disabled: tuple[str, ...] = ()
+    env_plugins: tuple[str, ...] | None = None
+    env_disabled: tuple[str, ...] = ()
+    file_plugins: tuple[str, ...] = ()
+    file_disabled: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        cli_plugins: Sequence[str] = (),
+        cli_disabled: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
+        raw_config: Mapping[str, Any] | None = None,
+    ) -> Selection:
+        """Gather the selection from CLI options, ``JETPLUG_PLUGINS``/``_DISABLE_PLUGINS`` and TOML."""
+        env = environ or {}
+        raw = raw_config or {}
+        env_plugins = _split(env["JETPLUG_PLUGINS"]) if "JETPLUG_PLUGINS" in env else None
+        host = raw.get("host", {}) if isinstance(raw.get("host"), dict) else {}
+        file_plugins = host.get("plugins", [])
+        tables = raw.get("plugins", {}) if isinstance(raw.get("plugins"), dict) else {}
+        file_disabled = frozenset(
+            n for n, t in tables.items() if isinstance(t, dict) and t.get("enabled") is False
+        )
+        return cls(
+            cli_plugins=tuple(cli_plugins),
+            cli_disabled=tuple(cli_disabled),
+            env_plugins=env_plugins,
+            env_disabled=_split(env.get("JETPLUG_DISABLE_PLUGINS", "")),
+            file_plugins=tuple(p for p in file_plugins if isinstance(p, str))
+            if isinstance(file_plugins, list)
+            else (),
+            file_disabled=file_disabled,
+        )
+
+    def decide(self, name: str) -> tuple[bool, str]:
+        """Whether ``name`` is enabled, and why not when it is not."""
+        if name in self.cli_disabled:
+            return False, "disabled by --disable"
+        if name in self.env_disabled:
+            return False, "disabled by JETPLUG_DISABLE_PLUGINS"
+        if self.cli_plugins:
+            if name not in self.cli_plugins:
+                return False, "not named with -p/--plugin"
+            return True, ""
+        if self.env_plugins is not None:
+            if name not in self.env_plugins:
+                return False, "not in JETPLUG_PLUGINS"
+        elif self.file_plugins and name not in self.file_plugins:
+            return False, "not in [host] plugins"
+        if name in self.file_disabled:
+            return False, f"[plugins.{name}] enabled = false"
+        return True, ""
+
+    def named(self) -> list[tuple[str, str]]:
+        """Every plugin name the user typed, with where, to check they exist."""
+        out = [(n, "-p/--plugin") for n in self.cli_plugins]
+        out += [(n, "--disable") for n in self.cli_disabled]
+        out += [(n, "JETPLUG_PLUGINS") for n in self.env_plugins or ()]
+        out += [(n, "JETPLUG_DISABLE_PLUGINS") for n in self.env_disabled]
+        out += [(n, "[host] plugins") for n in self.file_plugins]
+        return out
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def _entry_points() -> list[md.EntryPoint]:
+    seen: dict[str, md.EntryPoint] = {}
+    for ep in md.entry_points(group=GROUP):
+        seen.setdefault(ep.name, ep)  # first on sys.path wins, as for imports
+    return sorted(seen.values(), key=lambda e: e.name)
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+def new_manager() -> pluggy.PluginManager:
+    """A plugin manager with jetplug's hook specs and nothing registered."""
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Hook implementations of ``plugin`` that match no spec (typos), with a suggestion."""
+    known = hookspecs.all_hook_names()
+    problems = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec():
+            close = difflib.get_close_matches(caller.name, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"implements unknown hook {caller.name!r}{hint}")
+    return problems
+
+
+def _async_wrappers(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    problems = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.name in hookspecs.ASYNC_HOOKS:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                    problems.append(
+                        f"hook {caller.name!r} cannot be a wrapper: it may be async and pluggy "
+                        "would wrap creating the coroutine, not running it"
+                    )
+    return problems
+
+
+def _register(
+    pm: pluggy.PluginManager, obj: object, record: PluginRecord
+) -> bool:
+    """Register ``obj`` under its plugin name; on any problem mark the record broken."""
+    try:
+        pm.register(obj, name=record.name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        _mark_broken(record, str(exc))
+        return False
+    problems = _unknown_hooks(pm, obj) + _async_wrappers(pm, obj)
+    record.hooks = sorted(c.name for c in pm.get_hookcallers(obj) or [] if c.has_spec())
+    if problems:
+        pm.unregister(obj)
+        _mark_broken(record, "; ".join(problems))
+        return False
+    return True
+
+
+def _mark_broken(record: PluginRecord, cause: str) -> None:
+    record.status = "broken"
+    record.reason = cause
+    record.error = PluginLoadError(record.name, record.distribution, record.version, cause)
+
+
+def discover(
+    selection: Selection,
+    *,
+    extra: Iterable[tuple[str, object]] = (),
+    load_disabled: bool = False,
+) -> Plugins:
+    """Find installed plugins, load and register the enabled ones, then the built-ins.
+
+    :param extra: ``(name, object)`` pairs registered as if installed (tests, embedding).
+    :param load_disabled: also import disabled plugins to list their hooks (``jetplug plugins``).
+    """
+    pm = new_manager()
+    records: dict[str, PluginRecord] = {}
+    for ep in _entry_points():
+        dist, version = _dist_of(ep)
+        record = PluginRecord(ep.name, dist, version, ep.value)
+        records[ep.name] = record
+        enabled, reason = selection.decide(ep.name)
+        if not enabled and not load_disabled:
+            record.reason = reason
+            continue
+        try:
+            obj = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import failure makes the plugin broken
+            _mark_broken(record, f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}")
+            continue
+        if enabled:
+            if _register(pm, obj, record):
+                record.status = "enabled"
+        else:
+            scratch = new_manager()
+            _register(scratch, obj, record)
+            if record.status != "broken":
+                record.reason = reason
+    for name, obj in extra:
+        record = PluginRecord(name, None, None, repr(obj))
+        records[name] = record
+        enabled, reason = selection.decide(name)
+        if enabled and _register(pm, obj, record):
+            record.status = "enabled"
+        elif record.status != "broken":
+            record.reason = reason
+    installed = set(records)
+    for name, target in BUILTIN_PLUGINS:
+        record = PluginRecord(name, GROUP, _host_version(), target, builtin=True)
+        records[name] = record
+        if name in selection.cli_disabled or name in selection.env_disabled:
+            record.reason = "disabled by --disable or JETPLUG_DISABLE_PLUGINS"
+            continue
+        module = __import__(target, fromlist=["_"])
+        if _register(pm, module, record):
+            record.status = "enabled"
+    unknown = []
+    for name, where in selection.named():
+        if name not in records:
+            close = difflib.get_close_matches(name, sorted(records), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            unknown.append(f"{where}: no installed plugin is called {name!r}{hint}")
+    if unknown:
+        raise UsageError(
+            "; ".join(unknown) + f". Installed: {', '.join(sorted(installed)) or 'none'}"
+        )
+    return Plugins(pm, records)
+
+
+def _host_version() -> str | None:
+    try:
+        return md.version(GROUP)
+    except md.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return None
+
+
+async def _await_maybe(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _close_pending(results: Sequence[Any]) -> None:
+    for value in results:
+        if inspect.iscoroutine(value):
+            value.close()
+
+
+MessageHandler = Callable[["Message"], "Decision | None | Awaitable[Decision | None]"]
+
+
+class Plugins:
+    """The typed facade over the plugin manager: the only caller of ``pm.hook``."""
+
+    def __init__(self, pm: pluggy.PluginManager, records: dict[str, PluginRecord]) -> None:
+        self.pm = pm
+        self.records = records
+        self._event_sinks: list[tuple[str, Callable[..., Any]]] | None = None
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    def enabled_names(self) -> list[str]:
+        """Names of the registered plugins (built-ins included)."""
+        return [r.name for r in self.records.values() if r.status == "enabled"]
+
+    def broken(self) -> list[PluginRecord]:
+        """Plugins that failed to import or register and are enabled (``run`` refuses them)."""
+        return [r for r in self.records.values() if r.status == "broken"]
+
+    def check_runnable(self) -> None:
+        """Raise the first broken plugin's :class:`PluginLoadError`, naming every broken one."""
+        broken = self.broken()
+        if broken:
+            causes = "\n".join(f"  - {r.error}" for r in broken)
+            raise StartupError(
+                f"{len(broken)} plugin(s) failed to load; fix or disable them "
+                f"(--disable NAME):\n{causes}"
+            )
+
+    def register(self, obj: object, name: str) -> None:
+        """Register one more plugin object (tests, embedding); typos are rejected like at load."""
+        record = PluginRecord(name, None, None, repr(obj))
+        self.records[name] = record
+        if not _register(self.pm, obj, record):
+            assert record.error is not None
+            raise record.error
+        record.status = "enabled"
+        self._event_sinks = None
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin registered by name."""
+        self.pm.unregister(name=name)
+        self.records.pop(name, None)
+        self._event_sinks = None
+
+    def _impls(self, hook: str) -> list[pluggy.HookImpl]:
+        """Implementations in pluggy's call order (tryfirst first, then LIFO registration)."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        return list(reversed(caller.get_hookimpls()))
+
+    # --- configuration ------------------------------------------------------------------------
+
+    def config_schemas(self) -> dict[str, type[msgspec.Struct] | None]:
+        """Each enabled plugin's table model (None when it declares none)."""
+        models: dict[str, type[msgspec.Struct] | None] = {
+            n: None for n in self.enabled_names() if not self.records[n].builtin
+        }
+        for impl in self._impls("register_config_schema"):
+            try:
+                models[impl.plugin_name] = impl.function()
+            except Exception as exc:  # noqa: BLE001
+                raise StartupError(
+                    f"plugin {impl.plugin_name!r}: register_config_schema failed: {exc}"
+                ) from exc
+        return models
+
+    def validate_config(self, config: Config) -> list[str]:
+        """Problems from every plugin's cross-table checks."""
+        problems: list[str] = []
+        for impl in self._impls("validate_config"):
+            found = impl.function(config=config)
+            problems.extend(found or [])
+        return problems
+
+    def configure(self, config: Config) -> None:
+        """Hand the validated config to every plugin."""
+        self.pm.hook.configure(config=config)
+
+    def register_commands(self, cli: click.Group) -> None:
+        """Let plugins add CLI commands."""
+        self.pm.hook.register_commands(cli=cli)
+
+    # --- declarations -------------------------------------------------------------------------
+
+    def _declared(self, hook: str, config: Config) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = []
+        for impl in self._impls(hook):
+            specs = impl.function(config=config)
+            out.extend((impl.plugin_name, spec) for spec in specs or [])
+        return out
+
+    def streams(self, config: Config) -> list[tuple[str, StreamSpec]]:
+        """Every declared stream with the name of the plugin that declared it."""
+        return self._declared("register_streams", config)
+
+    def consumers(self, config: Config) -> list[tuple[str, ConsumerSpec]]:
+        """Every declared consumer with its owner."""
+        return self._declared("register_consumers", config)
+
+    def kv_buckets(self, config: Config) -> list[tuple[str, KeyValueSpec]]:
+        """Every declared key-value bucket with the name of the plugin that declared it."""
+        return self._declared("register_kv_buckets", config)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def startup(self, host: Host) -> None:
+        """Run every ``startup`` in call order; the first exception stops the rest."""
+        for impl in self._impls("startup"):
+            try:
+                await _await_maybe(impl.function(host=host))
+            except StartupError:
+                raise
+            except Exception as exc:
+                raise StartupError(f"plugin {impl.plugin_name!r} failed at startup: {exc}") from exc
+
+    async def shutdown(self, host: Host, timeout: float) -> None:
+        """Run every ``shutdown`` in reverse order, each bounded by ``timeout``; failures are logged."""
+        import asyncio
+
+        for impl in reversed(self._impls("shutdown")):
+            try:
+                await asyncio.wait_for(_await_maybe(impl.function(host=host)), timeout)
+            except Exception:
+                log.exception("plugin %s: shutdown failed", impl.plugin_name)
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def message_handlers(self) -> list[tuple[str, Callable[..., Any]]]:
+        """``handle_message`` implementations in call order, for the engine to cache."""
+        return [(impl.plugin_name, impl.function) for impl in self._impls("handle_message")]
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    def has_publish_hooks(self) -> tuple[bool, bool]:
+        """Whether any plugin implements ``before_publish`` / ``after_publish`` (fast path if not)."""
+        return bool(self._impls("before_publish")), bool(self._impls("after_publish"))
+
+    async def before_publish(self, publish: Publish) -> None:
+        """Let plugins adjust a publish; an exception propagates and fails the publish."""
+        for impl in self._impls("before_publish"):
+            await _await_maybe(impl.function(publish=publish))
+
+    async def after_publish(
+        self, publish: Publish, pub_ack: PubAck | None, error: Exception | None
+    ) -> None:
+        """Tell plugins how a publish ended; their failures are logged, never raised."""
+        for impl in self._impls("after_publish"):
+            try:
+                await _await_maybe(impl.function(publish=publish, pub_ack=pub_ack, error=error))
+            except Exception:
+                log.exception("plugin %s: after_publish failed", impl.plugin_name)
+
+    # --- telemetry ----------------------------------------------------------------------------
+
+    def track_event(self, event: Event) -> None:
+        """Deliver one event to every ``track_event`` implementation, isolating failures."""
+        sinks = self._event_sinks
+        if sinks is None:
+            sinks = self._event_sinks = [
+                (impl.plugin_name, impl.function) for impl in self._impls("track_event")
+            ]
+        for name, fn in sinks:
+            try:
+                fn(event=event)
+            except Exception:
+                log.exception("plugin %s: track_event failed for %s", name, event.name)
+
+
+__all__ = ["BUILTIN_PLUGINS", "GROUP", "PluginRecord", "Plugins", "Selection", "discover"]

@@ -1,0 +1,149 @@
+"""The typed model of the core configuration (``[host]``, ``[nats]``, ``[jetstream]``, ``[http]``).
+
+Every field here appears in ``jetplug config schema`` and in docs/configuration.md. Plugins
+contribute the models of their own ``[plugins.<name>]`` tables through ``register_config_schema``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config table: unknown keys are errors."""
+
+
+class HostSettings(Section):
+    """``[host]``: the process itself."""
+
+    #: directory for everything the host keeps on disk (embedded server store, ...)
+    data_dir: str = ".jetplug"
+    #: allowlist of plugin names to enable; empty means every installed plugin
+    plugins: list[str] = msgspec.field(default_factory=list)
+    #: seconds to let in-flight handlers finish after SIGTERM before leaving them to redelivery
+    shutdown_timeout: PositiveFloat = 10.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+
+class TlsSettings(Section):
+    """``[nats.tls]``: TLS towards the NATS servers."""
+
+    enabled: bool = False
+    #: CA bundle that signed the server certificate; system trust store when empty
+    ca: str = ""
+    #: client certificate and key, for servers that require mutual TLS
+    cert: str = ""
+    key: str = ""
+    #: verify the server certificate and hostname; turning it off is for throwaway setups only
+    verify: bool = True
+    #: name to check the server certificate against when it differs from the URL host
+    hostname: str = ""
+    #: start TLS before the server's INFO (server option ``handshake_first``)
+    handshake_first: bool = False
+
+
+class AuthSettings(Section):
+    """``[nats.auth]``: at most one way to authenticate.
+
+    Secrets can come from files (``token_file``, ``password_file``) or environment variables
+    (``JETPLUG_NATS__AUTH__TOKEN``) so that none needs to sit in the TOML.
+    """
+
+    token: str = ""
+    token_file: str = ""
+    user: str = ""
+    password: str = ""
+    password_file: str = ""
+    #: file holding an nkey user seed (``SU...``)
+    nkey_seed_file: str = ""
+    #: decentralized-auth credentials file (JWT + seed)
+    creds_file: str = ""
+
+
+class NatsSettings(Section):
+    """``[nats]``: the connection."""
+
+    #: server URLs; empty starts an embedded nats-server on loopback
+    servers: list[str] = msgspec.field(default_factory=list)
+    name: str = "jetplug"
+    connect_timeout: PositiveFloat = 5.0
+    #: reconnect attempts after the first connect; -1 retries for ever
+    reconnect_attempts: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    reconnect_wait: NonNegativeFloat = 0.25
+    #: random extra wait added to each reconnect wait, in seconds
+    reconnect_jitter: NonNegativeFloat = 0.1
+    ping_interval: PositiveFloat = 20.0
+    max_outstanding_pings: Annotated[int, msgspec.Meta(ge=1)] = 3
+    tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+
+
+class EmbeddedSettings(Section):
+    """``[embedded]``: the nats-server the host starts when ``nats.servers`` is empty."""
+
+    #: client port on 127.0.0.1; 0 picks a free one
+    port: Port = 0
+    #: monitoring port on 127.0.0.1; 0 disables it
+    http_port: Port = 0
+    #: fsync every write before the pub-ack (slower, survives power loss)
+    sync_always: bool = False
+
+
+class DlqSettings(Section):
+    """``[jetstream.dlq]``: the dead-letter stream the host owns."""
+
+    enabled: bool = True
+    stream: str = "JETPLUG_DLQ"
+    subject_prefix: str = "jetplug.dlq"
+    max_age: NonNegativeFloat = 14 * 24 * 3600.0
+
+
+class JetStreamSettings(Section):
+    """``[jetstream]``: how the host treats streams, consumers and publishes."""
+
+    #: manage: create and update; verify: compare and refuse to start on drift; off: trust the server
+    provision: Literal["manage", "verify", "off"] = "manage"
+    #: JetStream domain, for leaf-node setups
+    domain: str = ""
+    #: seconds to wait for each pub-ack
+    publish_timeout: PositiveFloat = 5.0
+    #: total attempts for a retryable publish failure (same msg-id each time)
+    publish_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    #: first retry delay in seconds; doubles each attempt
+    publish_retry_wait: NonNegativeFloat = 0.2
+    #: publishes in flight at once through the pipelined publisher
+    publish_window: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    #: seconds one pull request stays open on the server before it is renewed
+    pull_expires: PositiveFloat = 10.0
+    #: seconds between the server's heartbeats on an idle pull request; 3 missed = stalled
+    idle_heartbeat: PositiveFloat = 2.0
+    dlq: DlqSettings = msgspec.field(default_factory=DlqSettings)
+
+
+class HttpSettings(Section):
+    """``[http]``: health and metrics endpoints."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 9222
+
+
+class CoreSettings(Section):
+    """The whole core configuration; ``plugins`` tables are validated by each plugin's model."""
+
+    host: HostSettings = msgspec.field(default_factory=HostSettings)
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    embedded: EmbeddedSettings = msgspec.field(default_factory=EmbeddedSettings)
+    jetstream: JetStreamSettings = msgspec.field(default_factory=JetStreamSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+
+
+#: keys whose values are secrets wherever they appear; redacted in ``config show`` and errors
+SECRET_KEYS = frozenset({"token", "password", "seed", "secret", "api_key"})

@@ -1,0 +1,1 @@
+"""jetplug plugin ``ack_consumer``: reads the executor's ExecAssignmentAck messages."""

@@ -1,0 +1,1 @@
+"""jetplug plugin ``caf_adapter``: publishes ExecAssignment messages to CAF executors."""

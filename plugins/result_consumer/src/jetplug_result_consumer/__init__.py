@@ -1,0 +1,1 @@
+"""jetplug plugin ``result_consumer``: reads ExecResult messages and bills usage."""
