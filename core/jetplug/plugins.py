@@ -15,6 +15,7 @@ Selection precedence (documented in docs/plugins.md):
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.metadata as md
 import inspect
 import logging
@@ -222,15 +223,17 @@ def discover(
     *,
     extra: Iterable[tuple[str, object]] = (),
     load_disabled: bool = False,
+    autoload: bool = True,
 ) -> Plugins:
     """Find installed plugins, load and register the enabled ones, then the built-ins.
 
     :param extra: ``(name, object)`` pairs registered as if installed (tests, embedding).
     :param load_disabled: also import disabled plugins to list their hooks (``jetplug plugins``).
+    :param autoload: load installed entry points (tests turn it off to control the set).
     """
     pm = new_manager()
     records: dict[str, PluginRecord] = {}
-    for ep in _entry_points():
+    for ep in _entry_points() if autoload else []:
         dist, version = _dist_of(ep)
         record = PluginRecord(ep.name, dist, version, ep.value)
         records[ep.name] = record
@@ -287,6 +290,15 @@ def _host_version() -> str | None:
         return md.version(GROUP)
     except md.PackageNotFoundError:  # pragma: no cover - running from a source tree
         return None
+
+
+def _call(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one implementation with only the arguments it names (pluggy's own rule)."""
+    return impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+def _call_one(impl: pluggy.HookImpl, name: str, value: Any) -> Any:
+    return _call(impl, **{name: value})
 
 
 async def _await_maybe(value: Any) -> Any:
@@ -362,7 +374,7 @@ class Plugins:
         }
         for impl in self._impls("register_config_schema"):
             try:
-                models[impl.plugin_name] = impl.function()
+                models[impl.plugin_name] = _call(impl)
             except Exception as exc:  # noqa: BLE001
                 raise StartupError(
                     f"plugin {impl.plugin_name!r}: register_config_schema failed: {exc}"
@@ -373,7 +385,7 @@ class Plugins:
         """Problems from every plugin's cross-table checks."""
         problems: list[str] = []
         for impl in self._impls("validate_config"):
-            found = impl.function(config=config)
+            found = _call(impl, config=config)
             problems.extend(found or [])
         return problems
 
@@ -390,7 +402,7 @@ class Plugins:
     def _declared(self, hook: str, config: Config) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
         for impl in self._impls(hook):
-            specs = impl.function(config=config)
+            specs = _call(impl, config=config)
             out.extend((impl.plugin_name, spec) for spec in specs or [])
         return out
 
@@ -412,7 +424,7 @@ class Plugins:
         """Run every ``startup`` in call order; the first exception stops the rest."""
         for impl in self._impls("startup"):
             try:
-                await _await_maybe(impl.function(host=host))
+                await _await_maybe(_call(impl, host=host))
             except StartupError:
                 raise
             except Exception as exc:
@@ -424,15 +436,22 @@ class Plugins:
 
         for impl in reversed(self._impls("shutdown")):
             try:
-                await asyncio.wait_for(_await_maybe(impl.function(host=host)), timeout)
+                await asyncio.wait_for(_await_maybe(_call(impl, host=host)), timeout)
             except Exception:
                 log.exception("plugin %s: shutdown failed", impl.plugin_name)
 
     # --- messages -----------------------------------------------------------------------------
 
-    def message_handlers(self) -> list[tuple[str, Callable[..., Any]]]:
-        """``handle_message`` implementations in call order, for the engine to cache."""
-        return [(impl.plugin_name, impl.function) for impl in self._impls("handle_message")]
+    def message_handlers(self) -> list[tuple[str, Callable[[Message], Any]]]:
+        """``handle_message`` implementations in call order as one-argument callables (cached by
+        the engine: the per-message path never goes through pluggy)."""
+        out: list[tuple[str, Callable[[Message], Any]]] = []
+        for impl in self._impls("handle_message"):
+            if impl.argnames == ("msg",):
+                out.append((impl.plugin_name, impl.function))
+            else:
+                out.append((impl.plugin_name, functools.partial(_call_one, impl, "msg")))
+        return out
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -443,7 +462,7 @@ class Plugins:
     async def before_publish(self, publish: Publish) -> None:
         """Let plugins adjust a publish; an exception propagates and fails the publish."""
         for impl in self._impls("before_publish"):
-            await _await_maybe(impl.function(publish=publish))
+            await _await_maybe(_call(impl, publish=publish))
 
     async def after_publish(
         self, publish: Publish, pub_ack: PubAck | None, error: Exception | None
@@ -451,7 +470,7 @@ class Plugins:
         """Tell plugins how a publish ended; their failures are logged, never raised."""
         for impl in self._impls("after_publish"):
             try:
-                await _await_maybe(impl.function(publish=publish, pub_ack=pub_ack, error=error))
+                await _await_maybe(_call(impl, publish=publish, pub_ack=pub_ack, error=error))
             except Exception:
                 log.exception("plugin %s: after_publish failed", impl.plugin_name)
 
@@ -462,11 +481,17 @@ class Plugins:
         sinks = self._event_sinks
         if sinks is None:
             sinks = self._event_sinks = [
-                (impl.plugin_name, impl.function) for impl in self._impls("track_event")
+                (
+                    impl.plugin_name,
+                    impl.function
+                    if impl.argnames == ("event",)
+                    else functools.partial(_call_one, impl, "event"),
+                )
+                for impl in self._impls("track_event")
             ]
         for name, fn in sinks:
             try:
-                fn(event=event)
+                fn(event)
             except Exception:
                 log.exception("plugin %s: track_event failed for %s", name, event.name)
 

@@ -78,7 +78,7 @@ class Outcomes:
         error = ""
         try:
             for plugin, fn in self.handlers:
-                result = fn(msg=msg)
+                result = fn(msg)
                 if result is not None and hasattr(result, "__await__"):
                     result = await result
                 if result is not None:
