@@ -25,7 +25,7 @@ from .connection import Connection
 from .embedded import EmbeddedServer
 from .engine.engine import Engine
 from .engine.provisioning import Declarations, collect
-from .engine.publisher import Publisher
+from .engine.publisher import Publisher, retry_horizon
 from .errors import ConnectionLostError, StartupError
 from .events import Event
 from .logs import register_secret
@@ -146,7 +146,9 @@ class Host:
 
     def _check_duplicate_windows(self) -> None:
         js = self.config.core.jetstream
-        horizon = js.publish_timeout * js.publish_attempts + js.publish_retry_wait * (2**js.publish_attempts)
+        horizon = retry_horizon(
+            js.publish_timeout, js.publish_attempts, js.publish_retry_wait, js.publish_retry_max_wait
+        )
         for owner, stream in self.declarations.streams:
             if 0 < stream.duplicate_window < horizon:
                 raise StartupError(

@@ -118,6 +118,8 @@ class JetStreamSettings(Section):
     publish_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
     #: first retry delay in seconds; doubles each attempt
     publish_retry_wait: NonNegativeFloat = 0.2
+    #: cap of the doubling retry delay, in seconds
+    publish_retry_max_wait: NonNegativeFloat = 2.0
     #: publishes in flight at once through the pipelined publisher
     publish_window: Annotated[int, msgspec.Meta(ge=1)] = 1024
     #: seconds one pull request stays open on the server before it is renewed

@@ -64,6 +64,7 @@ class Engine:
             timeout=settings.publish_timeout,
             attempts=settings.publish_attempts,
             retry_wait=settings.publish_retry_wait,
+            retry_max_wait=settings.publish_retry_max_wait,
             window=settings.publish_window,
         )
         self.outcomes = Outcomes(self)

@@ -42,6 +42,20 @@ ERR_WRONG_STREAM = 10060
 ERR_TOO_LARGE = 10054
 
 
+def retry_delay(attempt: int, wait: float, max_wait: float) -> float:
+    """Delay before the attempt after ``attempt`` (1-based): doubling from ``wait``, capped."""
+    return float(min(wait * (2 ** min(attempt - 1, 30)), max_wait))
+
+
+def retry_horizon(timeout: float, attempts: int, wait: float, max_wait: float) -> float:
+    """Longest time from the first send to the last attempt's timeout (jitter included).
+
+    A stream's ``duplicate_window`` must be longer, or a retried publish could be stored twice.
+    """
+    waits = sum(retry_delay(a, wait, max_wait) * 1.1 for a in range(1, attempts))
+    return timeout * attempts + waits
+
+
 class _Pending:
     __slots__ = ("attempt", "future", "headers", "publish", "sent_at", "started", "token")
 
@@ -68,6 +82,7 @@ class Publisher:
         timeout: float = 5.0,
         attempts: int = 3,
         retry_wait: float = 0.2,
+        retry_max_wait: float = 2.0,
         window: int = 1024,
     ) -> None:
         self.connection = connection
@@ -77,6 +92,7 @@ class Publisher:
         self.timeout = timeout
         self.attempts = attempts
         self.retry_wait = retry_wait
+        self.retry_max_wait = retry_max_wait
         self.window = asyncio.Semaphore(window)
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._counter = 0
@@ -275,7 +291,7 @@ class Publisher:
         if pending.attempt >= self.attempts:
             self._fail(pending, kind, f"{detail} (after {pending.attempt} attempts)", retryable=True)
             return
-        delay = self.retry_wait * (2 ** (pending.attempt - 1))
+        delay = retry_delay(pending.attempt, self.retry_wait, self.retry_max_wait)
         delay += random.uniform(0, delay * 0.1)
         log.debug("retrying publish to %s in %.2fs (%s)", pending.publish.subject, delay, kind)
         loop = asyncio.get_running_loop()
