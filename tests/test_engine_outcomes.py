@@ -129,3 +129,20 @@ async def test_in_progress_keeps_a_long_handler_from_redelivery(nats_server) -> 
         assert [d for _, d, _ in rec.seen] == [1]
         info = await h.host.engine.api.consumer_info("OUT_WPI", "out_wpi-worker")
         assert info["num_redelivered"] == 0
+
+
+@pytest.mark.timeout(30)
+async def test_last_delivery_timing_out_is_dead_lettered_from_the_advisory(nats_server, nc) -> None:
+    async def hang(msg: Message) -> Any:
+        await asyncio.sleep(60)
+
+    # progress keep-alive capped below ack_wait, so the server's max_deliver is what ends it
+    rec = Recorder("OUT_ADV", decide=hang, ack_wait=0.5, max_deliver=2, max_progress=0.1)
+    async with running_host(("rec", rec), server=nats_server, config="[host]\nshutdown_timeout = 0.2") as h:
+        ack = await h.publish("out_adv.x", b"slow")
+        dead = await h.wait_event(lambda e: isinstance(e, MessageDeadLettered), timeout=15)
+        assert dead.stream_seq == ack.seq and dead.reason == "max_deliver" and dead.plugin == "rec"
+    msg = await nc.jetstream().get_last_msg("JETPLUG_DLQ", "jetplug.dlq.OUT_ADV.out_adv-worker")
+    assert msg.data == b"slow"
+    assert msg.headers["Jetplug-Dlq-Reason"] == "max_deliver"
+    assert msg.headers["Jetplug-Original-Subject"] == "out_adv.x"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
+from .advisories import AdvisoryListener
 from ..settings import JetStreamSettings
 from .consumer import ConsumerRunner
 from .jsapi import JsApi
@@ -68,6 +69,7 @@ class Engine:
             window=settings.publish_window,
         )
         self.outcomes = Outcomes(self)
+        self.advisories = AdvisoryListener(self)
         self.runners: dict[str, ConsumerRunner] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.plan: list[Change] = []
@@ -97,6 +99,7 @@ class Engine:
         for spec in decl.consumers:
             runner = ConsumerRunner(spec, self)
             self.runners[spec.key] = runner
+        await self.advisories.start(list(decl.consumers))
         for runner in self.runners.values():
             await runner.start()
 
@@ -116,6 +119,7 @@ class Engine:
         """
         for runner in self.runners.values():
             await runner.stop_intake()
+        await self.advisories.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for runner in self.runners.values():

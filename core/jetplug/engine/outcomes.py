@@ -37,30 +37,50 @@ _ACK = b"+ACK"
 _NAK = b"-NAK"
 
 
-def dlq_subject(prefix: str, msg: Message) -> str:
+def dlq_subject(prefix: str, stream: str, consumer: str) -> str:
     """``<prefix>.<stream>.<consumer>``."""
-    return f"{prefix}.{msg.stream}.{msg.consumer.durable}"
+    return f"{prefix}.{stream}.{consumer}"
 
 
-def dlq_headers(msg: Message, reason: str, error: str, plugin: str) -> dict[str, str]:
-    """The original headers plus the ``Jetplug-*`` context of a dead letter."""
-    headers = {k: v for k, v in msg.headers.items() if k != "Nats-Msg-Id"}
-    if "Nats-Msg-Id" in msg.headers:
-        headers["Jetplug-Original-Msg-Id"] = msg.headers["Nats-Msg-Id"]
+def dlq_headers(
+    original: dict[str, str],
+    *,
+    subject: str,
+    stream: str,
+    seq: int,
+    consumer: str,
+    deliveries: int,
+    reason: str,
+    error: str,
+    plugin: str,
+) -> dict[str, str]:
+    """The original headers plus the ``Jetplug-*`` context of a dead letter.
+
+    An original ``Nats-Msg-Id`` is kept as ``Jetplug-Original-Msg-Id`` (the DLQ publish has its
+    own id, so the server's dedup cannot swallow it).
+    """
+    headers = {k: v for k, v in original.items() if k != "Nats-Msg-Id"}
+    if "Nats-Msg-Id" in original:
+        headers["Jetplug-Original-Msg-Id"] = original["Nats-Msg-Id"]
     headers.update(
         {
             "Jetplug-Dlq-Reason": reason,
             "Jetplug-Dlq-Error": error.replace("\r", " ").replace("\n", " ")[:1000],
-            "Jetplug-Original-Subject": msg.subject,
-            "Jetplug-Original-Stream": msg.stream,
-            "Jetplug-Original-Seq": str(msg.stream_seq),
-            "Jetplug-Consumer": msg.consumer.durable,
-            "Jetplug-Deliveries": str(msg.deliveries),
+            "Jetplug-Original-Subject": subject,
+            "Jetplug-Original-Stream": stream,
+            "Jetplug-Original-Seq": str(seq),
+            "Jetplug-Consumer": consumer,
+            "Jetplug-Deliveries": str(deliveries),
             "Jetplug-Plugin": plugin,
             "Jetplug-Dlq-Time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         }
     )
     return headers
+
+
+def dlq_msg_id(stream: str, consumer: str, seq: int) -> str:
+    """The DLQ publish's msg-id: one dead letter per original message, whoever stores it."""
+    return f"dlq.{stream}.{consumer}.{seq}"
 
 
 class Outcomes:
@@ -144,10 +164,20 @@ class Outcomes:
         if dlq.enabled:
             try:
                 await engine.publisher.publish(
-                    dlq_subject(dlq.subject_prefix, msg),
+                    dlq_subject(dlq.subject_prefix, msg.stream, msg.consumer.durable),
                     msg.data,
-                    headers=dlq_headers(msg, reason, error, plugin),
-                    msg_id=f"dlq.{msg.stream}.{msg.consumer.durable}.{msg.stream_seq}",
+                    headers=dlq_headers(
+                        msg.headers,
+                        subject=msg.subject,
+                        stream=msg.stream,
+                        seq=msg.stream_seq,
+                        consumer=msg.consumer.durable,
+                        deliveries=msg.deliveries,
+                        reason=reason,
+                        error=error,
+                        plugin=plugin,
+                    ),
+                    msg_id=dlq_msg_id(msg.stream, msg.consumer.durable, msg.stream_seq),
                 )
             except PublishError as exc:
                 log.error("dead letter not stored, message will be redelivered: %s", exc, extra=msg.log_fields())
