@@ -14,7 +14,7 @@ from .errors import (
     PublishError,
     StartupError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl, hookspec
 from .types import ACK, Ack, ConsumerSpec, Decision, KeyValueSpec, Nak, PubAck, Publish, StreamSpec, Term
 
 __version__ = "0.1.0"
@@ -38,4 +38,5 @@ __all__ = [
     "Term",
     "__version__",
     "hookimpl",
+    "hookspec",
 ]

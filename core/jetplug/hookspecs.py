@@ -73,6 +73,20 @@ def register_commands(cli: click.Group) -> None:
     """
 
 
+@hookspec
+def register_hookspecs() -> object | None:
+    """Add hooks of your own that other plugins can implement (datasette's advice: name them
+    after your plugin, e.g. ``caf_adapter_assignment_published``).
+
+    Fires once at load, after every plugin is registered and before hook names are checked, so
+    implementations of your hooks in other plugins are not mistaken for typos. Call your hooks
+    with ``host.plugins.notify("<hook>", ...)``.
+
+    :return: a module or class whose functions carry the ``jetplug.hookspec`` marker; None for
+        none. Returning the same module from several plugins is fine.
+    """
+
+
 # --- declarations ------------------------------------------------------------------------------
 
 

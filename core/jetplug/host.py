@@ -28,6 +28,7 @@ from .engine.provisioning import Declarations, collect
 from .engine.publisher import Publisher, retry_horizon
 from .errors import ConnectionLostError, StartupError
 from .events import Event
+from .kv import KeyValue
 from .logs import register_secret
 from .plugins import Plugins
 
@@ -46,6 +47,7 @@ class Host:
         self.declarations = Declarations()
         self.stop_requested = asyncio.Event()
         self.started = asyncio.Event()
+        self._buckets: dict[str, KeyValue] = {}
         auth = config.core.nats.auth
         for secret in (auth.token, auth.password):
             register_secret(secret)
@@ -66,6 +68,14 @@ class Host:
         """
         assert self.connection is not None, "the host is not connected"
         return self.connection.client
+
+    def kv(self, bucket: str) -> KeyValue:
+        """A declared key-value bucket (see :class:`~jetplug.KeyValueSpec`)."""
+        assert self.engine is not None, "the host is not started"
+        store = self._buckets.get(bucket)
+        if store is None:
+            store = self._buckets[bucket] = KeyValue(bucket, self.engine.api, self.engine.publisher)
+        return store
 
     def emit(self, event: Event) -> None:
         """Send a telemetry event to every plugin's ``track_event``."""

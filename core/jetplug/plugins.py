@@ -14,6 +14,7 @@ Selection precedence (documented in docs/plugins.md):
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import importlib.metadata as md
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pluggy
 
 from . import hookspecs
+from .config import apply_env_overrides
 from .errors import PluginLoadError, StartupError, UsageError
 
 if TYPE_CHECKING:
@@ -60,6 +62,8 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     builtin: bool = False
     error: PluginLoadError | None = None
+    #: whether the selection enables it (a broken plugin that is not selected does not stop ``run``)
+    selected: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data."""
@@ -71,6 +75,7 @@ class PluginRecord:
             "reason": self.reason,
             "hooks": self.hooks,
             "builtin": self.builtin,
+            "selected": self.selected,
         }
 
 
@@ -94,12 +99,19 @@ class Selection:
         environ: Mapping[str, str] | None = None,
         raw_config: Mapping[str, Any] | None = None,
     ) -> Selection:
-        """Gather the selection from CLI options, ``JETPLUG_PLUGINS``/``_DISABLE_PLUGINS`` and TOML."""
+        """Gather the selection from CLI options, ``JETPLUG_PLUGINS``/``_DISABLE_PLUGINS`` and TOML.
+
+        The TOML side is read after the ``JETPLUG_<SECTION>__<KEY>`` overrides, as validation
+        reads it: ``JETPLUG_HOST__PLUGINS=a,b`` and ``JETPLUG_PLUGINS__A__ENABLED=false`` count.
+        """
         env = environ or {}
-        raw = raw_config or {}
+        raw = copy.deepcopy(dict(raw_config or {}))
+        apply_env_overrides(raw, env)
         env_plugins = _split(env["JETPLUG_PLUGINS"]) if "JETPLUG_PLUGINS" in env else None
         host = raw.get("host", {}) if isinstance(raw.get("host"), dict) else {}
         file_plugins = host.get("plugins", [])
+        if isinstance(file_plugins, str):  # a comma list from JETPLUG_HOST__PLUGINS
+            file_plugins = list(_split(file_plugins))
         tables = raw.get("plugins", {}) if isinstance(raw.get("plugins"), dict) else {}
         file_disabled = frozenset(
             n for n, t in tables.items() if isinstance(t, dict) and t.get("enabled") is False
@@ -194,15 +206,22 @@ def _async_wrappers(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return problems
 
 
-def _register(
-    pm: pluggy.PluginManager, obj: object, record: PluginRecord
-) -> bool:
-    """Register ``obj`` under its plugin name; on any problem mark the record broken."""
+def _register(pm: pluggy.PluginManager, obj: object, record: PluginRecord, *, check: bool = True) -> bool:
+    """Register ``obj`` under its plugin name; on any problem mark the record broken.
+
+    With ``check=False`` the hook-name check is left to :func:`_check_registered` (discovery
+    checks once every plugin had the chance to add its own hook specs).
+    """
     try:
         pm.register(obj, name=record.name)
     except (pluggy.PluginValidationError, ValueError) as exc:
         _mark_broken(record, str(exc))
         return False
+    return _check_registered(pm, obj, record) if check else True
+
+
+def _check_registered(pm: pluggy.PluginManager, obj: object, record: PluginRecord) -> bool:
+    """Reject misspelt hooks and async wrappers; unregister and mark broken if any."""
     problems = _unknown_hooks(pm, obj) + _async_wrappers(pm, obj)
     record.hooks = sorted(c.name for c in pm.get_hookcallers(obj) or [] if c.has_spec())
     if problems:
@@ -210,6 +229,35 @@ def _register(
         _mark_broken(record, "; ".join(problems))
         return False
     return True
+
+
+def _add_plugin_hookspecs(pm: pluggy.PluginManager, records: dict[str, PluginRecord]) -> list[object]:
+    """Add the hook specs plugins define for each other (``register_hookspecs``); return them."""
+    added: set[int] = set()
+    namespaces: list[object] = []
+    for impl in reversed(pm.hook.register_hookspecs.get_hookimpls()):
+        try:
+            namespace = _call(impl)
+        except Exception as exc:  # noqa: BLE001 - a failing plugin is broken, not fatal
+            record = records[impl.plugin_name]
+            pm.unregister(name=impl.plugin_name)
+            _mark_broken(record, f"register_hookspecs failed: {type(exc).__name__}: {exc}")
+            continue
+        if namespace is None or id(namespace) in added or _has_specs(pm, namespace):
+            continue
+        added.add(id(namespace))
+        namespaces.append(namespace)
+        pm.add_hookspecs(namespace)
+    return namespaces
+
+
+def _has_specs(pm: pluggy.PluginManager, namespace: object) -> bool:
+    """True when every spec in ``namespace`` is already known to ``pm``."""
+    marker = hookspecs.PROJECT + "_spec"
+    names = [n for n in dir(namespace) if hasattr(getattr(namespace, n), marker)]
+    return bool(names) and all(
+        getattr(pm.hook, n, None) is not None and getattr(pm.hook, n).has_spec() for n in names
+    )
 
 
 def _mark_broken(record: PluginRecord, cause: str) -> None:
@@ -233,11 +281,13 @@ def discover(
     """
     pm = new_manager()
     records: dict[str, PluginRecord] = {}
+    listed_only: list[tuple[object, PluginRecord, str]] = []  # disabled, loaded to list hooks
     for ep in _entry_points() if autoload else []:
         dist, version = _dist_of(ep)
         record = PluginRecord(ep.name, dist, version, ep.value)
         records[ep.name] = record
         enabled, reason = selection.decide(ep.name)
+        record.selected = enabled
         if not enabled and not load_disabled:
             record.reason = reason
             continue
@@ -247,18 +297,16 @@ def discover(
             _mark_broken(record, f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}")
             continue
         if enabled:
-            if _register(pm, obj, record):
+            if _register(pm, obj, record, check=False):
                 record.status = "enabled"
         else:
-            scratch = new_manager()
-            _register(scratch, obj, record)
-            if record.status != "broken":
-                record.reason = reason
+            listed_only.append((obj, record, reason))
     for name, obj in extra:
         record = PluginRecord(name, None, None, repr(obj))
         records[name] = record
         enabled, reason = selection.decide(name)
-        if enabled and _register(pm, obj, record):
+        record.selected = enabled
+        if enabled and _register(pm, obj, record, check=False):
             record.status = "enabled"
         elif record.status != "broken":
             record.reason = reason
@@ -269,9 +317,24 @@ def discover(
         if name in selection.cli_disabled or name in selection.env_disabled:
             record.reason = "disabled by --disable or JETPLUG_DISABLE_PLUGINS"
             continue
+        record.selected = True
         module = __import__(target, fromlist=["_"])
-        if _register(pm, module, record):
+        if _register(pm, module, record, check=False):
             record.status = "enabled"
+    namespaces = _add_plugin_hookspecs(pm, records)
+    for record in records.values():
+        obj = pm.get_plugin(record.name)
+        if record.status == "enabled" and obj is not None and not _check_registered(pm, obj, record):
+            record.status = "broken"
+    for obj, record, reason in listed_only:
+        scratch = new_manager()
+        for namespace in namespaces:
+            scratch.add_hookspecs(namespace)
+        if _register(scratch, obj, record, check=False):
+            _add_plugin_hookspecs(scratch, {record.name: record})
+            _check_registered(scratch, obj, record)
+        if record.status != "broken":
+            record.reason = reason
     unknown = []
     for name, where in selection.named():
         if name not in records:
@@ -332,7 +395,7 @@ class Plugins:
 
     def broken(self) -> list[PluginRecord]:
         """Plugins that failed to import or register and are enabled (``run`` refuses them)."""
-        return [r for r in self.records.values() if r.status == "broken"]
+        return [r for r in self.records.values() if r.status == "broken" and r.selected]
 
     def check_runnable(self) -> None:
         """Raise the first broken plugin's :class:`PluginLoadError`, naming every broken one."""
@@ -346,7 +409,7 @@ class Plugins:
 
     def register(self, obj: object, name: str) -> None:
         """Register one more plugin object (tests, embedding); typos are rejected like at load."""
-        record = PluginRecord(name, None, None, repr(obj))
+        record = PluginRecord(name, None, None, repr(obj), selected=True)
         self.records[name] = record
         if not _register(self.pm, obj, record):
             assert record.error is not None
@@ -473,6 +536,28 @@ class Plugins:
                 await _await_maybe(_call(impl, publish=publish, pub_ack=pub_ack, error=error))
             except Exception:
                 log.exception("plugin %s: after_publish failed", impl.plugin_name)
+
+    # --- hooks plugins define for each other -------------------------------------------------
+
+    def implements(self, hook: str) -> bool:
+        """Whether any registered plugin implements ``hook``."""
+        caller = getattr(self.pm.hook, hook, None)
+        return caller is not None and bool(caller.get_hookimpls())
+
+    async def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call a plugin-defined notification hook (see ``register_hookspecs``).
+
+        Every implementation runs (async ones awaited); a failure is logged, never raised, so
+        one observer cannot break the plugin that calls the hook.
+        """
+        caller = getattr(self.pm.hook, hook, None)
+        if caller is None:
+            return
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                await _await_maybe(_call(impl, **kwargs))
+            except Exception:
+                log.exception("plugin %s: hook %s failed", impl.plugin_name, hook)
 
     # --- telemetry ----------------------------------------------------------------------------
 

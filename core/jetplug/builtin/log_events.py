@@ -44,7 +44,7 @@ def track_event(event: Event) -> None:
                 "error": event.error,
             },
         )
-    elif isinstance(event, PublishFailed):
+    elif isinstance(event, PublishFailed) and event.kind != "conflict":  # conflict: a lost CAS race
         log.warning(
             "publish failed (%s)",
             event.kind,

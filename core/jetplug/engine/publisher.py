@@ -7,6 +7,7 @@ publish. One sweeper times out unanswered publishes in send order.
 Error kinds (``PublishError.kind``): ``no_stream`` (no stream stores the subject),
 ``wrong_stream`` (``expected_stream`` mismatch), ``too_large``, ``permission``, ``timeout``,
 ``no_responders`` (a stream exists but has no leader, e.g. during an election),
+``conflict`` (an expected last sequence did not match: a compare-and-set lost),
 ``not_connected``, ``server_error``. Only ``timeout``, ``no_responders`` and a reconnect in
 progress are retried, with the same msg-id so the server stores the message once.
 """
@@ -40,6 +41,7 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
 ERR_WRONG_STREAM = 10060
 ERR_TOO_LARGE = 10054
+ERR_WRONG_LAST_SEQUENCE = 10071
 
 
 def retry_delay(attempt: int, wait: float, max_wait: float) -> float:
@@ -240,6 +242,8 @@ class Publisher:
             desc = str(err.get("description", ""))
             if err_code == ERR_WRONG_STREAM:
                 self._fail(pending, "wrong_stream", f"{desc} (expected {pending.publish.expected_stream!r})")
+            elif err_code == ERR_WRONG_LAST_SEQUENCE:
+                self._fail(pending, "conflict", desc)
             elif err_code == ERR_TOO_LARGE or "exceeds maximum" in desc:
                 self._fail(pending, "too_large", desc)
             elif code == 503:
