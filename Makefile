@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/caf_adapter plugins/ack_consumer plugins/result_consumer
+PLUGINS := plugins/caf_common plugins/caf_adapter plugins/ack_consumer plugins/result_consumer
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench install clean

@@ -1,0 +1,1 @@
+"""Shared pieces of the jetplug CAF plugins (contracts, assignment state, hooks, events)."""
