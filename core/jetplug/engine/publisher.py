@@ -59,12 +59,15 @@ def retry_horizon(timeout: float, attempts: int, wait: float, max_wait: float) -
 
 
 class _Pending:
-    __slots__ = ("attempt", "future", "headers", "publish", "sent_at", "started", "token")
+    __slots__ = ("attempt", "attempts", "future", "headers", "publish", "sent_at", "started", "token")
 
-    def __init__(self, publish: Publish, headers: dict[str, str], future: asyncio.Future[PubAck]):
+    def __init__(
+        self, publish: Publish, headers: dict[str, str], future: asyncio.Future[PubAck], attempts: int
+    ):
         self.publish = publish
         self.headers = headers
         self.future = future
+        self.attempts = attempts
         self.attempt = 0
         self.sent_at = 0.0
         self.started = time.monotonic()
@@ -142,10 +145,21 @@ class Publisher:
         msg_id: str = "",
         expected_stream: str = "",
         plugin: str = "",
+        attempts: int = 0,
     ) -> PubAck:
-        """Publish and wait for the pub-ack; raise :class:`PublishError` if it does not come."""
+        """Publish and wait for the pub-ack; raise :class:`PublishError` if it does not come.
+
+        ``attempts`` overrides ``[jetstream] publish_attempts`` for this publish (1 = no retry,
+        for callers with their own retry policy).
+        """
         fut = await self.publish_async(
-            subject, data, headers=headers, msg_id=msg_id, expected_stream=expected_stream, plugin=plugin
+            subject,
+            data,
+            headers=headers,
+            msg_id=msg_id,
+            expected_stream=expected_stream,
+            plugin=plugin,
+            attempts=attempts,
         )
         return await fut
 
@@ -158,6 +172,7 @@ class Publisher:
         msg_id: str = "",
         expected_stream: str = "",
         plugin: str = "",
+        attempts: int = 0,
     ) -> asyncio.Future[PubAck]:
         """Send a publish and return a future of its pub-ack, without waiting for it.
 
@@ -165,7 +180,7 @@ class Publisher:
         :class:`PublishError` on failure.
         """
         pub = Publish(subject, data, dict(headers or {}), msg_id, expected_stream, plugin)
-        return await self.send(pub)
+        return await self.send(pub, attempts=attempts)
 
     async def publish_many(self, publishes: Iterable[Publish]) -> list[PubAck | PublishError]:
         """Publish many messages pipelined through the window; results in input order."""
@@ -178,7 +193,7 @@ class Publisher:
                 results.append(exc)
         return results
 
-    async def send(self, pub: Publish) -> asyncio.Future[PubAck]:
+    async def send(self, pub: Publish, attempts: int = 0) -> asyncio.Future[PubAck]:
         """Run ``before_publish`` hooks, then send ``pub``; the future resolves to its pub-ack."""
         if self._before and self.plugins is not None:
             await self.plugins.before_publish(pub)
@@ -190,7 +205,7 @@ class Publisher:
             headers[EXPECTED_STREAM] = pub.expected_stream
         fut: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         await self.window.acquire()
-        pending = _Pending(pub, headers, fut)
+        pending = _Pending(pub, headers, fut, attempts or self.attempts)
         fut.add_done_callback(self._release)
         await self._transmit(pending)
         return fut
@@ -292,7 +307,7 @@ class Publisher:
                     self._retry_or_fail(pending, "timeout", f"no pub-ack within {self.timeout:g}s")
 
     def _retry_or_fail(self, pending: _Pending, kind: str, detail: str) -> None:
-        if pending.attempt >= self.attempts:
+        if pending.attempt >= pending.attempts:
             self._fail(pending, kind, f"{detail} (after {pending.attempt} attempts)", retryable=True)
             return
         delay = retry_delay(pending.attempt, self.retry_wait, self.retry_max_wait)
