@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/caf_common plugins/caf_adapter plugins/ack_consumer plugins/result_consumer
+PLUGINS := plugins/caf_common plugins/caf_adapter plugins/ack_consumer plugins/result_consumer \
+	plugins/caf_simulator
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench install clean
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/jetplug run -c examples/demo.toml
+	$(BIN)/jetplug caf demo -c examples/caf-demo.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -47,6 +47,8 @@ GROUP = hookspecs.PROJECT
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (("log_events", "jetplug.builtin.log_events"),)
 
 Status = Literal["enabled", "disabled", "broken"]
+#: a plugin module that sets this to True stays off unless the user names it (simulators, demos)
+OPT_IN_ATTRIBUTE = "JETPLUG_OPT_IN"
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Selection:
     env_disabled: tuple[str, ...] = ()
     file_plugins: tuple[str, ...] = ()
     file_disabled: frozenset[str] = frozenset()
+    file_enabled: frozenset[str] = frozenset()
 
     @classmethod
     def from_sources(
@@ -116,7 +119,11 @@ class Selection:
         file_disabled = frozenset(
             n for n, t in tables.items() if isinstance(t, dict) and t.get("enabled") is False
         )
+        file_enabled = frozenset(
+            n for n, t in tables.items() if isinstance(t, dict) and t.get("enabled") is True
+        )
         return cls(
+            file_enabled=file_enabled,
             cli_plugins=tuple(cli_plugins),
             cli_disabled=tuple(cli_disabled),
             env_plugins=env_plugins,
@@ -146,6 +153,15 @@ class Selection:
             return False, f"[plugins.{name}] enabled = false"
         return True, ""
 
+    def explicitly_enabled(self, name: str) -> bool:
+        """Whether the user named ``name`` to enable it (needed for opt-in plugins)."""
+        return (
+            name in self.cli_plugins
+            or name in (self.env_plugins or ())
+            or name in self.file_plugins
+            or name in self.file_enabled
+        )
+
     def named(self) -> list[tuple[str, str]]:
         """Every plugin name the user typed, with where, to check they exist."""
         out = [(n, "-p/--plugin") for n in self.cli_plugins]
@@ -165,6 +181,11 @@ def _entry_points() -> list[md.EntryPoint]:
     for ep in md.entry_points(group=GROUP):
         seen.setdefault(ep.name, ep)  # first on sys.path wins, as for imports
     return sorted(seen.values(), key=lambda e: e.name)
+
+
+def installed_names() -> list[str]:
+    """Names of every plugin installed through the ``jetplug`` entry-point group."""
+    return [ep.name for ep in _entry_points()]
 
 
 def _dist_of(ep: md.EntryPoint) -> tuple[str | None, str | None]:
@@ -296,6 +317,9 @@ def discover(
         except Exception as exc:  # noqa: BLE001 - any import failure makes the plugin broken
             _mark_broken(record, f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}")
             continue
+        if enabled and getattr(obj, OPT_IN_ATTRIBUTE, False) and not selection.explicitly_enabled(ep.name):
+            enabled = record.selected = False
+            reason = f"opt-in plugin: enable it with [plugins.{ep.name}] enabled = true or -p {ep.name}"
         if enabled:
             if _register(pm, obj, record, check=False):
                 record.status = "enabled"

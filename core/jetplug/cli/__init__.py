@@ -18,7 +18,7 @@ import click
 from ..config import Config, build_config, load_raw
 from ..errors import ConfigError, JetplugError
 from ..logs import setup_logging
-from ..plugins import Plugins, Selection, discover
+from ..plugins import Plugins, Selection, discover, installed_names
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,20 +119,26 @@ def _root() -> click.Group:
 
 def make_cli() -> click.Group:
     """A fresh root group with the core commands and every plugin's ``register_commands``."""
-    from . import config_cmds, plugins_cmd, publish_cmd, run_cmd, streams_cmd
+    from . import config_cmds, dlq_cmd, plugins_cmd, publish_cmd, run_cmd, streams_cmd
 
     group = _root()
-    for module in (run_cmd, plugins_cmd, config_cmds, streams_cmd, publish_cmd):
+    for module in (run_cmd, plugins_cmd, config_cmds, streams_cmd, publish_cmd, dlq_cmd):
         module.register(group)
     _plugin_commands(group)
     return group
 
 
 def _plugin_commands(group: click.Group) -> None:
-    """Let enabled plugins add commands (selection from the environment only: no -c yet)."""
+    """Let every installed plugin add its commands.
+
+    Arguments (and so ``-c``) are not parsed yet, so commands come from all installed plugins,
+    opt-in ones included, except those disabled through the environment; each command then
+    loads the configuration and checks what it needs.
+    """
+    env_only = Selection.from_sources(environ=os.environ)
+    names = tuple(n for n in installed_names() if env_only.decide(n)[0] or n in env_only.file_enabled)
     try:
-        selection = Selection.from_sources(environ=os.environ)
-        plugins = discover(selection)
+        plugins = discover(Selection(cli_plugins=names))
     except JetplugError:
         return  # `jetplug plugins` and `run` report plugin problems properly
     plugins.register_commands(group)
