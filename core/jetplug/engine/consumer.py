@@ -15,12 +15,14 @@ deleted consumer, lost pull requests after a reconnect) and recovers.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal
 
+from .. import trace
 from ..events import ConsumerStateChanged, MessageRedelivered
 from ..message import MetadataError, Message
 from . import eager
@@ -275,12 +277,14 @@ class ConsumerRunner:
             return
         self.in_flight[msg] = msg.started
         self._idle.clear()
-        done, value = eager.start(self._process(msg))
+        # each message runs in its own context, so its trace never leaks into the next one
+        done, value = contextvars.copy_context().run(eager.start, self._process(msg))
         if not done:
             self.tasks.add(value)
             value.add_done_callback(self.tasks.discard)
 
     async def _process(self, msg: Message) -> None:
+        trace.enter(msg.headers)
         try:
             await self.engine.outcomes.handle(msg)
         finally:

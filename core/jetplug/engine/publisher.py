@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import nats.errors
 
+from .. import trace
 from ..errors import PublishError
 from ..events import Event, PublishFailed, Published
 from ..types import PubAck, Publish
@@ -201,6 +202,7 @@ class Publisher:
             pub.msg_id = pub.headers.get(MSG_ID) or self.new_msg_id()
         headers = pub.headers
         headers[MSG_ID] = pub.msg_id
+        headers[trace.HEADER] = trace.outgoing(headers.get(trace.HEADER))
         if pub.expected_stream:
             headers[EXPECTED_STREAM] = pub.expected_stream
         fut: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
