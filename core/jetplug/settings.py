@@ -28,18 +28,22 @@ class HostSettings(Section):
     plugins: list[str] = msgspec.field(default_factory=list)
     #: seconds to let in-flight handlers finish after SIGTERM before leaving them to redelivery
     shutdown_timeout: PositiveFloat = 10.0
+    #: level of every logger unless set per logger (the CLI's --log-level wins)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: text for people, json (one object per line) for machines (the CLI's --log-format wins)
     log_format: Literal["text", "json"] = "text"
 
 
 class TlsSettings(Section):
     """``[nats.tls]``: TLS towards the NATS servers."""
 
+    #: use TLS (implied by a tls:// server URL or by setting ca or cert)
     enabled: bool = False
     #: CA bundle that signed the server certificate; system trust store when empty
     ca: str = ""
     #: client certificate and key, for servers that require mutual TLS
     cert: str = ""
+    #: private key of the client certificate
     key: str = ""
     #: verify the server certificate and hostname; turning it off is for throwaway setups only
     verify: bool = True
@@ -56,10 +60,15 @@ class AuthSettings(Section):
     (``JETPLUG_NATS__AUTH__TOKEN``) so that none needs to sit in the TOML.
     """
 
+    #: token authentication (a secret: prefer token_file or the environment)
     token: str = ""
+    #: file whose content is the token
     token_file: str = ""
+    #: user name for user/password authentication
     user: str = ""
+    #: password of ``user`` (a secret: prefer password_file or the environment)
     password: str = ""
+    #: file whose content is the password
     password_file: str = ""
     #: file holding an nkey user seed (``SU...``)
     nkey_seed_file: str = ""
@@ -72,14 +81,19 @@ class NatsSettings(Section):
 
     #: server URLs; empty starts an embedded nats-server on loopback
     servers: list[str] = msgspec.field(default_factory=list)
+    #: connection name, shown in the server's monitoring
     name: str = "jetplug"
+    #: seconds for the first connect to succeed before a clear error (never a hang)
     connect_timeout: PositiveFloat = 5.0
     #: reconnect attempts after the first connect; -1 retries for ever
     reconnect_attempts: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    #: seconds between reconnect attempts to the same server
     reconnect_wait: NonNegativeFloat = 0.25
     #: random extra wait added to each reconnect wait, in seconds
     reconnect_jitter: NonNegativeFloat = 0.1
+    #: seconds between client pings; a dead connection is noticed after max_outstanding_pings
     ping_interval: PositiveFloat = 20.0
+    #: unanswered pings before the connection counts as lost
     max_outstanding_pings: Annotated[int, msgspec.Meta(ge=1)] = 3
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
@@ -99,9 +113,13 @@ class EmbeddedSettings(Section):
 class DlqSettings(Section):
     """``[jetstream.dlq]``: the dead-letter stream the host owns."""
 
+    #: copy terminated and exhausted messages to the dead-letter stream
     enabled: bool = True
+    #: name of the dead-letter stream
     stream: str = "JETPLUG_DLQ"
+    #: dead letters are stored on <subject_prefix>.<stream>.<consumer>
     subject_prefix: str = "jetplug.dlq"
+    #: seconds a dead letter is kept
     max_age: NonNegativeFloat = 14 * 24 * 3600.0
 
 
@@ -132,8 +150,11 @@ class JetStreamSettings(Section):
 class HttpSettings(Section):
     """``[http]``: health and metrics endpoints."""
 
+    #: serve /healthz, /readyz and /metrics
     enabled: bool = False
+    #: address to listen on (loopback by default)
     host: str = "127.0.0.1"
+    #: port to listen on; 0 picks a free one
     port: Port = 9222
 
 

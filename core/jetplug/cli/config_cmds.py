@@ -51,6 +51,17 @@ def schema(config_path: str | None, plugin_names: tuple[str, ...], disabled: tup
     echo_json(full_schema(plugins.config_schemas()))
 
 
+@config_group.command("reference")
+@config_option
+@plugin_options
+def reference(config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+    """Print the configuration reference (Markdown) of the core and every enabled plugin."""
+    from ..reference import config_reference
+
+    _, plugins = load_host_config(config_path, plugin_names, disabled)
+    click.echo(config_reference(plugins.config_schemas()), nl=False)
+
+
 def full_schema(models: dict[str, type[msgspec.Struct] | None]) -> dict[str, Any]:
     """One JSON schema document: core tables plus ``plugins.<name>`` tables."""
     named = [(n, m) for n, m in sorted(models.items()) if m is not None]
@@ -61,6 +72,13 @@ def full_schema(models: dict[str, type[msgspec.Struct] | None]) -> dict[str, Any
     root["properties"] = dict(root["properties"])
     plugin_props: dict[str, Any] = {}
     for (name, _), ref in zip(named, plugin_refs, strict=True):
+        # every plugin table also takes `enabled`, which the host pops before the plugin's model
+        # sees the table; without it the model's additionalProperties=false would reject it
+        table = components[ref["$ref"].rsplit("/", 1)[1]]
+        table["properties"] = {
+            "enabled": {"type": "boolean", "default": True, "description": "false switches the plugin off"},
+            **table.get("properties", {}),
+        }
         plugin_props[name] = {
             "allOf": [ref],
             "description": f"settings of plugin {name}; `enabled = false` switches it off",
