@@ -146,3 +146,15 @@ async def test_last_delivery_timing_out_is_dead_lettered_from_the_advisory(nats_
     assert msg.data == b"slow"
     assert msg.headers["Jetplug-Dlq-Reason"] == "max_deliver"
     assert msg.headers["Jetplug-Original-Subject"] == "out_adv.x"
+
+
+async def test_dead_letter_of_a_conditional_publish_is_stored(nats_server, nc) -> None:
+    """Nats-Expected-* headers of the original must not make the DLQ publish fail."""
+    rec = Recorder("OUT_COND", decide=lambda m: Term("invalid_payload", "bad"))
+    async with running_host(("rec", rec), server=nats_server) as h:
+        ack = await h.host.publisher.publish("out_cond.x", b"x", expected_stream="OUT_COND")
+        handled = await h.outcome(ack.seq)
+        assert handled.outcome == "term"
+    msg = await nc.jetstream().get_last_msg("JETPLUG_DLQ", "jetplug.dlq.OUT_COND.out_cond-worker")
+    assert msg.headers["Jetplug-Original-Nats-Expected-Stream"] == "OUT_COND"
+    assert "Nats-Expected-Stream" not in msg.headers

@@ -9,6 +9,10 @@
 5. start one runner per declared consumer and serve until a signal or a lost connection;
 6. shutdown: stop intake, finish in-flight handlers within ``[host] shutdown_timeout``,
    the plugins' ``shutdown`` hooks, close the connection, stop the embedded server.
+
+With ``[http] enabled = true`` the health and metrics server (:mod:`.http`) starts first, so
+``/healthz`` answers while the host connects and ``/readyz`` says what it is still waiting for,
+and stops last.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from .engine.provisioning import Declarations, collect
 from .engine.publisher import Publisher, retry_horizon
 from .errors import ConnectionLostError, StartupError
 from .events import Event
+from .health import Health
+from .http import HttpServer
 from .kv import KeyValue
 from .logs import register_secret
+from .metrics import Metrics
 from .plugins import Plugins
 
 log = logging.getLogger("jetplug.host")
@@ -48,6 +55,14 @@ class Host:
         self.stop_requested = asyncio.Event()
         self.started = asyncio.Event()
         self._buckets: dict[str, KeyValue] = {}
+        #: this host's Prometheus registry (``host.metrics.registry``); plugins add their metrics
+        self.metrics = Metrics()
+        #: loop lag, cached stream/consumer info, liveness and readiness (``/healthz``, ``/readyz``)
+        self.health = Health(self)
+        #: the health and metrics server while ``[http] enabled``
+        self.http: HttpServer | None = None
+        #: set when :meth:`shutdown` begins (``/readyz`` answers 503 from then on)
+        self.stopping = False
         auth = config.core.nats.auth
         for secret in (auth.token, auth.password):
             register_secret(secret)
@@ -80,6 +95,11 @@ class Host:
     def emit(self, event: Event) -> None:
         """Send a telemetry event to every plugin's ``track_event``."""
         self.plugins.track_event(event)
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the health and metrics server listens on (None when it does not run)."""
+        return self.http.port if self.http is not None else None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -115,6 +135,7 @@ class Host:
             self.plugins.kv_buckets(self.config),
         )
         self._check_duplicate_windows()
+        await self._start_http()
         self.start_embedded()
         self.connection = Connection(self.config.core.nats, self.servers(), self.emit)
         await self.connection.connect()
@@ -127,6 +148,7 @@ class Host:
         await self.engine.start_publisher()
         await self.plugins.startup(self)
         await self.engine.start(self.declarations)
+        self.health.start_checks()
         self.started.set()
         log.info(
             "jetplug is running",
@@ -154,16 +176,24 @@ class Host:
         await self.engine.start_publisher()
         return self.engine
 
+    async def _start_http(self) -> None:
+        """Start the loop-lag ticker and, with ``[http] enabled``, the HTTP server."""
+        self.health.start_ticker()
+        if self.config.core.http.enabled:
+            self.http = HttpServer(self)
+            await self.http.start()
+
     def _check_duplicate_windows(self) -> None:
         js = self.config.core.jetstream
         horizon = retry_horizon(
             js.publish_timeout, js.publish_attempts, js.publish_retry_wait, js.publish_retry_max_wait
         )
         for owner, stream in self.declarations.streams:
-            if 0 < stream.duplicate_window < horizon:
+            window = min(stream.duplicate_window, stream.max_age or stream.duplicate_window)
+            if 0 < window < horizon:
                 raise StartupError(
                     f"stream {stream.name!r} (plugin {owner!r}): duplicate_window "
-                    f"{stream.duplicate_window:g}s is shorter than the publish retry horizon "
+                    f"{window:g}s (capped by max_age) is shorter than the publish retry horizon "
                     f"{horizon:g}s, so a retried publish could be stored twice"
                 )
 
@@ -186,6 +216,7 @@ class Host:
 
     async def shutdown(self) -> dict[str, Any]:
         """Step 6: ordered, time-budgeted; safe to call after a failed start."""
+        self.stopping = True
         timeout = self.config.core.host.shutdown_timeout
         result: dict[str, Any] = {}
         lost = self.connection is not None and self.connection.lost is not None and self.connection.lost.done()
@@ -197,6 +228,9 @@ class Host:
             await self.engine.close()
         if self.connection is not None:
             await self.connection.close()
+        await self.health.stop()
+        if self.http is not None:
+            await self.http.stop()
         if self.embedded is not None:
             self.embedded.stop()
         return result

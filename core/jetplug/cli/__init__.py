@@ -77,11 +77,12 @@ def load_host_config(
 
 
 def setup_from_config(cfg: Config, ctx: click.Context) -> None:
-    """Apply logging settings: CLI options win over ``[host] log_level``/``log_format``."""
+    """Apply logging settings: CLI options win over ``[host] log_level``/``log_format``;
+    ``[host] log_levels`` sets single loggers (e.g. ``{"jetplug.consumer" = "debug"}``)."""
     opts = ctx.find_root().params
     level = opts.get("log_level") or cfg.core.host.log_level
     fmt = opts.get("log_format") or cfg.core.host.log_format
-    setup_logging(level, fmt)
+    setup_logging(level, fmt, dict(cfg.core.host.log_levels))
 
 
 def echo_json(data: Any) -> None:
@@ -119,10 +120,10 @@ def _root() -> click.Group:
 
 def make_cli() -> click.Group:
     """A fresh root group with the core commands and every plugin's ``register_commands``."""
-    from . import config_cmds, dlq_cmd, plugins_cmd, publish_cmd, run_cmd, streams_cmd
+    from . import config_cmds, dlq_cmd, plugins_cmd, publish_cmd, run_cmd, status_cmd, streams_cmd
 
     group = _root()
-    for module in (run_cmd, plugins_cmd, config_cmds, streams_cmd, publish_cmd, dlq_cmd):
+    for module in (run_cmd, plugins_cmd, config_cmds, streams_cmd, publish_cmd, dlq_cmd, status_cmd):
         module.register(group)
     _plugin_commands(group)
     return group
@@ -137,6 +138,8 @@ def _plugin_commands(group: click.Group) -> None:
     """
     env_only = Selection.from_sources(environ=os.environ)
     names = tuple(n for n in installed_names() if env_only.decide(n)[0] or n in env_only.file_enabled)
+    if not names:  # an empty -p list would mean "every plugin", not none
+        return
     try:
         plugins = discover(Selection(cli_plugins=names))
     except JetplugError:

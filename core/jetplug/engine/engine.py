@@ -36,7 +36,8 @@ def dlq_stream_config(settings: JetStreamSettings) -> dict[str, Any]:
         "max_msgs": -1,
         "max_bytes": -1,
         "max_msg_size": -1,
-        "duplicate_window": 120 * NS,
+        # the server refuses a duplicate window longer than max_age
+        "duplicate_window": int(min(120.0, dlq.max_age or 120.0) * NS),
         "discard": "old",
         "description": "jetplug dead letters",
     }

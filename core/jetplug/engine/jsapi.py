@@ -53,13 +53,18 @@ class JsApi:
         except Exception as exc:
             name = type(exc).__name__
             if "NoResponders" in name:
-                raise ApiError(subject, 503, 0, "JetStream is not enabled or not available") from None
+                raise ApiError(
+                    subject, 503, 0, "JetStream is not enabled or not available"
+                ) from None
             raise
         answer: dict[str, Any] = json.loads(msg.data) if msg.data else {}
         err = answer.get("error")
         if err:
             raise ApiError(
-                subject, int(err.get("code", 0)), int(err.get("err_code", 0)), str(err.get("description", ""))
+                subject,
+                int(err.get("code", 0)),
+                int(err.get("err_code", 0)),
+                str(err.get("description", "")),
             )
         return answer
 
@@ -67,9 +72,13 @@ class JsApi:
         """Account limits and usage; fails when JetStream is off."""
         return await self.request("INFO")
 
-    async def stream_info(self, name: str) -> dict[str, Any]:
-        """``STREAM.INFO``: config and state of one stream."""
-        return await self.request(f"STREAM.INFO.{name}")
+    async def stream_info(self, name: str, subjects_filter: str = "") -> dict[str, Any]:
+        """``STREAM.INFO``: config and state of one stream.
+
+        With ``subjects_filter``, ``state["subjects"]`` maps each matching subject to its count.
+        """
+        payload = {"subjects_filter": subjects_filter} if subjects_filter else None
+        return await self.request(f"STREAM.INFO.{name}", payload)
 
     async def stream_names(self, subject: str = "") -> list[str]:
         """Names of streams, optionally only those that store ``subject``."""
@@ -94,16 +103,27 @@ class JsApi:
         """``STREAM.UPDATE``."""
         return await self.request(f"STREAM.UPDATE.{config['name']}", config)
 
-    async def purge_stream(self, name: str, subject: str = "") -> int:
-        """``STREAM.PURGE``; returns how many messages were removed."""
-        answer = await self.request(f"STREAM.PURGE.{name}", {"filter": subject} if subject else None)
+    async def purge_stream(self, name: str, subject: str = "", before_seq: int = 0) -> int:
+        """``STREAM.PURGE``; returns how many messages were removed.
+
+        :param subject: only messages on this subject (wildcards allowed).
+        :param before_seq: only messages with a sequence below this one (0 = all).
+        """
+        payload: dict[str, Any] = {}
+        if subject:
+            payload["filter"] = subject
+        if before_seq:
+            payload["seq"] = before_seq
+        answer = await self.request(f"STREAM.PURGE.{name}", payload or None)
         return int(answer.get("purged", 0))
 
     async def consumer_info(self, stream: str, durable: str) -> dict[str, Any]:
         """``CONSUMER.INFO``: config and state of one consumer."""
         return await self.request(f"CONSUMER.INFO.{stream}.{durable}")
 
-    async def create_consumer(self, stream: str, config: dict[str, Any], action: str = "") -> dict[str, Any]:
+    async def create_consumer(
+        self, stream: str, config: dict[str, Any], action: str = ""
+    ) -> dict[str, Any]:
         """``CONSUMER.CREATE`` of a durable (``action`` = ``create``/``update``/"" for either)."""
         payload: dict[str, Any] = {"stream_name": stream, "config": config}
         if action:
@@ -115,7 +135,10 @@ class JsApi:
         await self.request(f"CONSUMER.DELETE.{stream}.{durable}")
 
     async def get_message(self, stream: str, seq: int) -> dict[str, Any]:
-        """``STREAM.MSG.GET`` by sequence: ``{"subject", "seq", "data" (base64), "hdrs", "time"}``."""
+        """``STREAM.MSG.GET`` by sequence.
+
+        :return: ``{"subject", "seq", "data" (base64), "hdrs" (base64), "time"}``.
+        """
         answer = await self.request(f"STREAM.MSG.GET.{stream}", {"seq": seq})
         message: dict[str, Any] = answer["message"]
         return message

@@ -57,11 +57,19 @@ def dlq_headers(
     """The original headers plus the ``Jetplug-*`` context of a dead letter.
 
     An original ``Nats-Msg-Id`` is kept as ``Jetplug-Original-Msg-Id`` (the DLQ publish has its
-    own id, so the server's dedup cannot swallow it).
+    own id, so the server's dedup cannot swallow it); headers the server acts on
+    (``Nats-Expected-*``, ``Nats-Rollup``, ``Nats-TTL``) are kept under ``Jetplug-Original-<name>``.
     """
-    headers = {k: v for k, v in original.items() if k != "Nats-Msg-Id"}
-    if "Nats-Msg-Id" in original:
-        headers["Jetplug-Original-Msg-Id"] = original["Nats-Msg-Id"]
+    headers: dict[str, str] = {}
+    for key, value in original.items():
+        lowered = key.lower()
+        if lowered == "nats-msg-id":
+            headers["Jetplug-Original-Msg-Id"] = value
+        elif lowered.startswith("nats-expected-") or lowered in ("nats-rollup", "nats-ttl"):
+            # conditions on the original publish: the DLQ stream would act on them (and refuse)
+            headers["Jetplug-Original-" + key] = value
+        else:
+            headers[key] = value
     headers.update(
         {
             "Jetplug-Dlq-Reason": reason,
@@ -154,7 +162,7 @@ class Outcomes:
         try:
             await self._nak(msg, 0)
         except Exception:  # noqa: BLE001 - it comes back after ack_wait anyway
-            log.debug("release failed", exc_info=True)
+            log.debug("release failed", exc_info=True, extra=msg.log_fields())
         self._done(msg, "released", time.perf_counter(), "", "shutdown")
 
     async def dead_letter(self, msg: Message, reason: str, error: str, plugin: str, started: float) -> None:

@@ -20,13 +20,27 @@ from .jsapi import ApiError, JsApi
 
 NS = 1_000_000_000
 
-#: fields the server refuses to change on an existing stream / consumer
+#: fields the server refuses to change on an existing stream / consumer (``retention`` only
+#: to or from ``workqueue``: limits <-> interest is allowed)
 IMMUTABLE_STREAM = frozenset({"storage", "retention"})
-IMMUTABLE_CONSUMER = frozenset({"deliver_policy", "ack_policy", "deliver_subject", "mode"})
+IMMUTABLE_CONSUMER = frozenset(
+    {"deliver_policy", "ack_policy", "replay_policy", "deliver_subject", "mode"}
+)
+
+
+def _stream_field_immutable(key: str, current: Any, wanted: Any) -> bool:
+    if key == "retention":
+        return "workqueue" in (current, wanted)
+    return key in IMMUTABLE_STREAM
 
 
 def stream_config(spec: StreamSpec) -> dict[str, Any]:
-    """The server JSON for a declared stream."""
+    """The server JSON for a declared stream.
+
+    The duplicate window is capped at ``max_age`` (the server refuses a longer one, and keeps a
+    message id no longer than the message itself anyway).
+    """
+    window = min(spec.duplicate_window, spec.max_age) if spec.max_age > 0 else spec.duplicate_window
     cfg: dict[str, Any] = {
         "name": spec.name,
         "subjects": list(spec.subjects),
@@ -37,7 +51,7 @@ def stream_config(spec: StreamSpec) -> dict[str, Any]:
         "max_msgs": spec.max_msgs,
         "max_bytes": spec.max_bytes,
         "max_msg_size": spec.max_msg_size,
-        "duplicate_window": int(spec.duplicate_window * NS),
+        "duplicate_window": int(window * NS),
         "discard": spec.discard,
     }
     if spec.description:
@@ -149,7 +163,12 @@ class Change:
             "action": self.action,
             "owner": self.owner,
             "diffs": [
-                {"field": d.field, "current": d.current, "wanted": d.wanted, "immutable": d.immutable}
+                {
+                    "field": d.field,
+                    "current": d.current,
+                    "wanted": d.wanted,
+                    "immutable": d.immutable,
+                }
                 for d in self.diffs
             ],
         }
@@ -179,7 +198,7 @@ def diff_stream(current: dict[str, Any], wanted: dict[str, Any]) -> list[FieldDi
         if key == "description" and not value and not have:
             continue
         if have != value:
-            diffs.append(FieldDiff(key, have, value, key in IMMUTABLE_STREAM))
+            diffs.append(FieldDiff(key, have, value, _stream_field_immutable(key, have, value)))
     return diffs
 
 
@@ -199,7 +218,8 @@ def diff_consumer(current: dict[str, Any], wanted: dict[str, Any]) -> list[Field
             continue
         have = current.get(key)
         if have != value:
-            diffs.append(FieldDiff(key, have, value, key in IMMUTABLE_CONSUMER or key == "deliver_group"))
+            immutable = key in IMMUTABLE_CONSUMER or key == "deliver_group"
+            diffs.append(FieldDiff(key, have, value, immutable))
     for key in ("deliver_group",):
         if key in current and key not in wanted:
             diffs.append(FieldDiff(key, current[key], None, True))
@@ -256,10 +276,12 @@ def collect(
             out.buckets.append((owner, b))
         elif prev_b[1] != b:
             problems.append(
-                f"key-value bucket {b.bucket!r} is declared differently by {prev_b[0]!r} and {owner!r}"
+                f"key-value bucket {b.bucket!r} is declared differently by {prev_b[0]!r} "
+                f"and {owner!r}"
             )
     if problems:
-        raise ProvisioningError("declarations conflict:\n" + "\n".join(f"  - {p}" for p in problems))
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise ProvisioningError("declarations conflict:\n" + listing)
     return out
 
 
@@ -274,7 +296,9 @@ def check_consumer(c: ConsumerSpec) -> list[str]:
     if c.ack_wait <= 0:
         problems.append(f"{where}: ack_wait must be > 0, got {c.ack_wait}")
     if not 0 < c.progress_fraction < 1:
-        problems.append(f"{where}: progress_fraction must be between 0 and 1, got {c.progress_fraction}")
+        problems.append(
+            f"{where}: progress_fraction must be between 0 and 1, got {c.progress_fraction}"
+        )
     if c.deliver_group and c.mode != "push":
         problems.append(f"{where}: deliver_group needs mode = 'push'")
     if any(d < 0 for d in c.retry_delays):
@@ -301,7 +325,8 @@ async def plan(
             changes.append(Change("stream", cfg["name"], "create", cfg, owner=owner))
             continue
         diffs = diff_stream(info["config"], cfg)
-        changes.append(Change("stream", cfg["name"], "update" if diffs else "none", cfg, diffs=diffs, owner=owner))
+        action: Literal["update", "none"] = "update" if diffs else "none"
+        changes.append(Change("stream", cfg["name"], action, cfg, diffs=diffs, owner=owner))
     for c in decl.consumers:
         cfg = consumer_config(c)
         target = f"{c.stream}/{c.durable}"
@@ -310,11 +335,21 @@ async def plan(
         except ApiError as exc:
             if not exc.not_found:
                 raise
-            changes.append(Change("consumer", target, "create", cfg, stream=c.stream, owner=c.owner))
+            changes.append(
+                Change("consumer", target, "create", cfg, stream=c.stream, owner=c.owner)
+            )
             continue
         diffs = diff_consumer(info["config"], cfg)
         changes.append(
-            Change("consumer", target, "update" if diffs else "none", cfg, stream=c.stream, diffs=diffs, owner=c.owner)
+            Change(
+                "consumer",
+                target,
+                "update" if diffs else "none",
+                cfg,
+                stream=c.stream,
+                diffs=diffs,
+                owner=c.owner,
+            )
         )
     return changes
 
