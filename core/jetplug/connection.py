@@ -10,6 +10,8 @@ policy. Credentials are passed as options, never inside URLs, and never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import random
 import re
@@ -28,6 +30,9 @@ from .events import ConnectionChanged, Event
 from .settings import NatsSettings
 
 log = logging.getLogger("jetplug.connection")
+#: TLS alerts a server sends when it does not accept the client certificate
+_CLIENT_CERT_ALERTS = ("ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
+                       "ALERT_DECRYPT_ERROR", "ALERT_ACCESS_DENIED")
 _PERMISSION = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
@@ -37,9 +42,22 @@ def redact_url(url: str) -> str:
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def wants_tls(settings: NatsSettings) -> bool:
+    """True when ``[nats.tls]`` or a ``tls://`` server URL asks for TLS."""
+    tls = settings.tls
+    return (
+        tls.enabled
+        or tls.handshake_first
+        or bool(tls.ca or tls.cert or tls.hostname)
+        or any(s.startswith("tls://") for s in settings.servers)
+    )
 
 
 def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
@@ -48,10 +66,7 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     Files are checked here so a wrong path is named before any connection attempt.
     """
     tls = settings.tls
-    wants_tls = tls.enabled or bool(tls.ca or tls.cert) or any(
-        s.startswith("tls://") for s in settings.servers
-    )
-    if not wants_tls:
+    if not wants_tls(settings):
         return None
     problems = []
     for key in ("ca", "cert", "key"):
@@ -69,7 +84,8 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
         if tls.cert:
             ctx.load_cert_chain(certfile=tls.cert, keyfile=tls.key)
     except ssl.SSLError as exc:
-        raise ConnectError(f"nats.tls: cannot load certificate files: {exc.reason or exc}") from None
+        reason = exc.reason or exc
+        raise ConnectError(f"nats.tls: cannot load certificate files: {reason}") from None
     if not tls.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -77,7 +93,7 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
 
 
 def auth_method(settings: NatsSettings) -> str:
-    """Which authentication the config selects (``none``, ``token``, ``user``, ``nkey``, ``creds``)."""
+    """The authentication the config selects: none, token, user, nkey or creds."""
     auth = settings.auth
     if auth.creds_file:
         return "creds"
@@ -116,7 +132,10 @@ def connect_options(settings: NatsSettings, servers: list[str]) -> dict[str, Any
         "name": settings.name,
         "connect_timeout": settings.connect_timeout,
         # jitter per process: a fleet of hosts losing the same server spreads its reconnects
-        "reconnect_time_wait": settings.reconnect_wait + random.uniform(0, settings.reconnect_jitter),
+        "reconnect_time_wait": settings.reconnect_wait
+        + random.uniform(0, settings.reconnect_jitter),
+        # nats-py treats 0 like -1 (no limit); 0 here means "do not reconnect"
+        "allow_reconnect": settings.reconnect_attempts != 0,
         "max_reconnect_attempts": settings.reconnect_attempts,
         "ping_interval": settings.ping_interval,
         "max_outstanding_pings": settings.max_outstanding_pings,
@@ -160,16 +179,32 @@ def explain(exc: BaseException, settings: NatsSettings, server: str) -> str:
                 f"TLS to {where}: the server requires a client certificate; set nats.tls.cert "
                 "and nats.tls.key"
             )
+        if any(alert in text.upper() for alert in _CLIENT_CERT_ALERTS):
+            return (
+                f"TLS to {where}: the server rejected the client certificate in nats.tls.cert "
+                f"({exc.reason or text}); use a certificate signed by a CA the server trusts"
+            )
         if "WRONG_VERSION_NUMBER" in text.upper() or "RECORD_LAYER" in text.upper():
             return (
                 f"TLS to {where}: the server did not answer in TLS; check the port and whether the "
                 "server expects TLS first (nats.tls.handshake_first)"
             )
         return f"TLS to {where} failed: {exc.reason or text}"
-    if isinstance(exc, ConnectionResetError) and settings.tls.cert:
+    refused = isinstance(exc, ConnectionRefusedError | nats.errors.NoServersError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED,)
+    )
+    closed = isinstance(exc, ConnectionError | nats.errors.UnexpectedEOF) and not refused
+    if closed and wants_tls(settings):
+        # a TLS 1.3 server checks the client certificate after the client finished its side of
+        # the handshake, so a rejection arrives as a reset, a broken pipe or an EOF
+        if settings.tls.cert:
+            return (
+                f"TLS to {where}: the server closed the connection during the handshake; it most "
+                "likely does not trust the client certificate in nats.tls.cert"
+            )
         return (
             f"TLS to {where}: the server closed the connection during the handshake; it most "
-            "likely does not trust the client certificate in nats.tls.cert"
+            "likely requires a client certificate: set nats.tls.cert and nats.tls.key"
         )
     if "authorization violation" in text.lower() or isinstance(exc, nats.errors.AuthorizationError):
         method = auth_method(settings)
@@ -182,34 +217,82 @@ def explain(exc: BaseException, settings: NatsSettings, server: str) -> str:
             "creds": "the credentials were rejected; check nats.auth.creds_file",
         }[method]
         return f"authorization failed at {where}: {hint}"
+    if "expecting info" in text.lower():
+        hint = "check that it is a NATS client port"
+        if not settings.tls.handshake_first:
+            hint = (
+                "if the server uses TLS handshake_first, set nats.tls.handshake_first = true; "
+                "otherwise " + hint
+            )
+        return f"{where} closed the connection without a NATS greeting: {hint}"
     if "secure connection" in text.lower() or "tls required" in text.lower():
         return f"{where} requires TLS: set nats.tls.enabled = true (and nats.tls.ca if needed)"
-    if isinstance(exc, ConnectionRefusedError | nats.errors.NoServersError) or (
-        isinstance(exc, OSError) and exc.errno in (111, 61)
-    ):
+    if refused:
         return f"nothing is listening at {where}: start nats-server or fix nats.servers"
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | nats.errors.TimeoutError):
+        hint = "check the address and firewalls"
+        if wants_tls(settings) and not settings.tls.handshake_first:
+            hint += (
+                "; a server with TLS handshake_first waits for the client to start TLS: "
+                "set nats.tls.handshake_first = true"
+            )
         return (
             f"no answer from {where} within {settings.connect_timeout:g}s "
-            "(nats.connect_timeout): check the address and firewalls"
+            f"(nats.connect_timeout): {hint}"
         )
     return f"cannot connect to {where}: {type(exc).__name__}: {text}"
 
 
-async def _probe(settings: NatsSettings, server: str, opts: dict[str, Any]) -> None:
-    probe_opts = dict(opts, servers=[server], allow_reconnect=False, max_reconnect_attempts=0)
+class _DeadOnArrival(ConnectionResetError):
+    """nats-py returned from connect() although the server had already closed the connection."""
 
-    async def quiet(_: Exception) -> None:
-        return None
+
+async def _probe(settings: NatsSettings, server: str, opts: dict[str, Any]) -> None:
+    """One connection attempt without reconnect; raises the error that ended it.
+
+    nats-py takes ``max_reconnect_attempts=0`` as "no limit" and retries a refused TCP connect
+    until the timeout, so the probe allows one retry without waiting and then reports the
+    error its ``error_cb`` saw (not the bare NoServersError).
+    """
+    probe_opts = dict(
+        opts,
+        servers=[server],
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0,
+    )
+    seen: list[Exception] = []
+
+    async def record(exc: Exception) -> None:
+        seen.append(exc)
 
     nc = NATS()
     try:
         await asyncio.wait_for(
-            nc.connect(**probe_opts, error_cb=quiet), timeout=settings.connect_timeout + 1
+            nc.connect(**probe_opts, error_cb=record), timeout=settings.connect_timeout + 1
         )
+        if not nc.is_connected:
+            # the server closed the socket right after the handshake (e.g. a TLS 1.3 server that
+            # rejects the client certificate) and nats-py did not notice
+            raise _DeadOnArrival("the server closed the connection right after connecting")
+    except nats.errors.NoServersError:
+        if seen:
+            raise seen[-1] from None
+        raise
     finally:
-        if nc.is_connected or nc.is_reconnecting:
-            await nc.close()
+        await _discard(nc)
+
+
+async def _discard(nc: NATS) -> None:
+    """Close a probe or failed client without waiting on a broken TLS socket (nats.py#718)."""
+    if nc.is_connected:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), timeout=2)
+        return
+    transport = getattr(nc, "_transport", None)
+    if transport is not None:
+        with contextlib.suppress(Exception):
+            transport.close()
 
 
 class Connection:
@@ -229,6 +312,8 @@ class Connection:
         #: called (synchronously) after every reconnect, e.g. to re-issue pull requests
         self.on_reconnect: list[Callable[[], None]] = []
         self._denied: dict[str, str] = {}
+        self._last_server = ""
+        self._last_error: Exception | None = None
 
     @property
     def client(self) -> NATS:
@@ -264,17 +349,22 @@ class Connection:
                 timeout=self.settings.connect_timeout * 2 + 1,
             )
         except Exception as exc:  # noqa: BLE001
+            # the server went away between the probe and now; do not leave a client reconnecting
+            # (and calling our callbacks) in the background
+            self._closing = True
+            await _discard(nc)
             raise ConnectError(explain(exc, self.settings, self.servers[0])) from None
         self.nc = nc
-        log.info("connected to %s", redact_url(str(nc.connected_url.geturl())) if nc.connected_url else "")
+        log.info("connected to %s", self._server())
         self.emit(ConnectionChanged(state="connected", detail=self._server()))
         return nc
 
     def _server(self) -> str:
+        """The (redacted) server URL; while disconnected, the one last connected to."""
         nc = self.nc
-        if nc is None or nc.connected_url is None:
-            return ""
-        return redact_url(nc.connected_url.geturl())
+        if nc is not None and nc.connected_url is not None:
+            self._last_server = redact_url(nc.connected_url.geturl())
+        return self._last_server
 
     def permission_denied(self, subject: str) -> str | None:
         """The server's permission error for publishing to ``subject``, if it reported one."""
@@ -282,6 +372,8 @@ class Connection:
 
     async def _on_error(self, exc: Exception) -> None:
         detail = safe_error_text(exc)
+        if not isinstance(exc, nats.errors.NoServersError):
+            self._last_error = exc
         match = _PERMISSION.search(str(exc))
         if match:
             self._denied[match.group(1)] = f"permission denied: {match.group(0)}"
@@ -297,6 +389,7 @@ class Connection:
 
     async def _on_reconnected(self) -> None:
         self.generation += 1
+        self._last_error = None
         log.info("reconnected to %s", self._server())
         self.reconnected.set()
         self.emit(ConnectionChanged(state="reconnected", detail=self._server()))
@@ -311,14 +404,27 @@ class Connection:
         self.emit(ConnectionChanged(state="lame_duck", detail=self._server()))
 
     async def _on_closed(self) -> None:
-        self.emit(ConnectionChanged(state="closed"))
+        self.emit(ConnectionChanged(state="closed", detail=self._server()))
         if not self._closing and self.lost is not None and not self.lost.done():
             attempts = self.settings.reconnect_attempts
-            self.lost.set_result(
-                ConnectionLostError(
-                    f"lost the connection to NATS and gave up after {attempts} reconnect attempts "
-                    "(nats.reconnect_attempts); a supervisor should restart jetplug"
+            if attempts > 0:
+                what = (
+                    f"lost the connection to NATS and gave up after {attempts} reconnect "
+                    "attempts (nats.reconnect_attempts)"
                 )
+            elif attempts == 0:
+                what = (
+                    "lost the connection to NATS; reconnecting is off "
+                    "(nats.reconnect_attempts = 0)"
+                )
+            else:
+                what = "the connection to NATS was closed"
+            # nats-py's own last_error is only "no servers available" once it gives up
+            last = self._last_error or (self.nc.last_error if self.nc is not None else None)
+            if last is not None:
+                what += f"; last error: {safe_error_text(last)}"
+            self.lost.set_result(
+                ConnectionLostError(f"{what}; a supervisor should restart jetplug")
             )
 
     async def close(self) -> None:
@@ -327,7 +433,7 @@ class Connection:
         if self.nc is not None and not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.close(), timeout=5)
-            except Exception:  # noqa: BLE001 - closing must not fail the shutdown
+            except Exception:  # closing must not fail the shutdown
                 log.debug("close failed", exc_info=True)
 
 

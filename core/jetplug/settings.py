@@ -32,6 +32,10 @@ class HostSettings(Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: text for people, json (one object per line) for machines (the CLI's --log-format wins)
     log_format: Literal["text", "json"] = "text"
+    #: per-logger levels that override log_level, e.g. {"jetplug.consumer" = "debug", "nats" = "error"}
+    log_levels: dict[str, Literal["debug", "info", "warning", "error", "critical"]] = msgspec.field(
+        default_factory=dict
+    )
 
 
 class TlsSettings(Section):
@@ -85,7 +89,7 @@ class NatsSettings(Section):
     name: str = "jetplug"
     #: seconds for the first connect to succeed before a clear error (never a hang)
     connect_timeout: PositiveFloat = 5.0
-    #: reconnect attempts after the first connect; -1 retries for ever
+    #: reconnect attempts after a lost connection; -1 retries for ever, 0 does not reconnect
     reconnect_attempts: Annotated[int, msgspec.Meta(ge=-1)] = -1
     #: seconds between reconnect attempts to the same server
     reconnect_wait: NonNegativeFloat = 0.25
@@ -154,8 +158,12 @@ class HttpSettings(Section):
     enabled: bool = False
     #: address to listen on (loopback by default)
     host: str = "127.0.0.1"
-    #: port to listen on; 0 picks a free one
+    #: port to listen on; 0 picks a free one (``Host.http_port`` tells which)
     port: Port = 9222
+    #: seconds between the stream/consumer info checks behind /readyz and the lag metrics
+    check_interval: PositiveFloat = 5.0
+    #: event-loop lag in seconds above which /healthz answers 503
+    max_loop_lag: PositiveFloat = 2.0
 
 
 class CoreSettings(Section):
