@@ -60,6 +60,8 @@ def test_rejected_is_final() -> None:
     assert rec.status == "rejected"
     assert ack("accepted")(rec) is None
     assert state.expire(rec, now=10**9) is None, "rejected assignments do not expire"
+    after = result("success")(rec)
+    assert after is not None and after.result_status == "success" and after.status == "rejected"
 
 
 def test_accepted_can_turn_into_error_before_a_result() -> None:

@@ -69,7 +69,8 @@ class AssignmentExpired(Event):
 
 @dataclass(frozen=True)
 class AckProcessed(Event):
-    """An ack was processed; ``outcome``: ``applied``, ``duplicate`` or ``unknown_assignment``."""
+    """An ack was processed; ``outcome``: ``applied``, ``duplicate``, ``stale`` (too late to change
+    the record, e.g. after ``rejected``) or ``unknown_assignment``."""
 
     name: ClassVar[str] = "caf_ack_processed"
     status: str

@@ -7,8 +7,9 @@ backwards:
 
 ``published`` -> ``accepted`` | ``rejected`` | ``error`` -> ``completed`` | ``failed`` |
 ``timed_out`` | ``cancelled``; ``expired`` when a non-rejected assignment has no result by its
-deadline. ``rejected`` is final. A result that arrives after expiry is recorded (and billed); the
-status then shows the result and ``expired_at`` stays as evidence that it was late.
+deadline. ``rejected`` is final (a result after a rejection is recorded and billed, but the status
+stays ``rejected``). A result that arrives after expiry is recorded (and billed); the status then
+shows the result and ``expired_at`` stays as evidence that it was late.
 
 Every merge function is pure: it takes the current record (or None) and returns the new record,
 or None when nothing changes (a duplicate). That is what a compare-and-set loop needs.
@@ -45,10 +46,10 @@ class AssignmentRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     @property
     def status(self) -> str:
         """The status the facts add up to."""
+        if self.ack_status == "rejected":
+            return "rejected"  # final: a result after a rejection is recorded, not a new status
         if self.result_status is not None:
             return RESULT_STATUS.get(self.result_status, self.result_status)
-        if self.ack_status == "rejected":
-            return "rejected"
         if self.expired_at is not None:
             return "expired"
         if self.ack_status is not None:
