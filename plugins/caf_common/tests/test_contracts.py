@@ -118,3 +118,23 @@ def test_usage_event_omits_absent_values() -> None:
     data = json.loads(encode(event))
     assert data == {"version": "1", "tenant_id": "acme", "assignment_id": "a1", "status": "success", "timestamp": 1}
     assert "undefined" not in encode(event).decode()
+
+
+def test_tenant_limit_counts_bytes() -> None:
+    with pytest.raises(ContractError) as err:
+        decode(b({**ACK, "tenant_id": "é" * 200}), ExecAssignmentAck)  # 200 chars, 400 bytes
+    assert err.value.field == "tenant_id" and "bytes" in str(err.value)
+
+
+def test_encode_keeps_defaults_and_drops_none() -> None:
+    from jetplug_caf_common.contracts import Decision, ExecAssignment, Executor
+
+    assignment = ExecAssignment(
+        assignment_id="a", request_id="r", tenant_id="t", executor=Executor(provider_id="p"),
+        job={"type": "x"},
+        decision=Decision(provider_id="p", priority=1, expected_latency_ms=5, expected_cost=0, reason="sticky"),
+    )
+    data = json.loads(encode(assignment))
+    assert data["version"] == "1" and data["executor"] == {"provider_id": "p", "channel": "nats"}
+    assert data["options"]["retry"] == {"max_attempts": 2, "backoff_ms": 200}
+    assert "priority" not in data["options"] and "metadata" not in data["decision"]

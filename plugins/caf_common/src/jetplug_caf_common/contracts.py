@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 HEADER_FIELDS = ("tenant_id", "trace_id", "version")
+MAX_TENANT_BYTES = 256
 SUPPORTED_VERSION = "1"
 
 TenantId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -34,35 +35,35 @@ class ContractError(ValueError):
         super().__init__(error)
 
 
-class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Message(msgspec.Struct, kw_only=True):
     """Base of the wire messages: unknown fields are tolerated (executors may add some)."""
 
 
 # --- ExecAssignment (router -> CAF) --------------------------------------------------------------
 
 
-class Executor(Message, kw_only=True, omit_defaults=True):
+class Executor(Message, kw_only=True):
     provider_id: ProviderId
     channel: Literal["nats", "grpc"] = "nats"
     endpoint: str | None = None
 
 
-class RetryOptions(Message, kw_only=True, omit_defaults=True):
+class RetryOptions(Message, kw_only=True):
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 2
     backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 200
 
 
-class Options(Message, kw_only=True, omit_defaults=True):
+class Options(Message, kw_only=True):
     priority: Percent | None = None
     deadline_ms: Annotated[int, msgspec.Meta(ge=1)] | None = None
     retry: RetryOptions = msgspec.field(default_factory=RetryOptions)
 
 
-class Correlation(Message, kw_only=True, omit_defaults=True):
+class Correlation(Message, kw_only=True):
     trace_id: str | None = None
 
 
-class Decision(Message, kw_only=True, omit_defaults=True):
+class Decision(Message, kw_only=True):
     provider_id: ProviderId
     priority: Percent
     expected_latency_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)]
@@ -71,7 +72,7 @@ class Decision(Message, kw_only=True, omit_defaults=True):
     metadata: dict[str, Any] | None = None
 
 
-class ExecAssignment(Message, kw_only=True, omit_defaults=True):
+class ExecAssignment(Message, kw_only=True):
     """What the router hands to an executor; ``assignment_id`` is also the ``Nats-Msg-Id``."""
 
     version: Literal["1"] = "1"
@@ -89,7 +90,7 @@ class ExecAssignment(Message, kw_only=True, omit_defaults=True):
 # --- ExecAssignmentAck (CAF -> router) -----------------------------------------------------------
 
 
-class ExecAssignmentAck(Message, kw_only=True, omit_defaults=True):
+class ExecAssignmentAck(Message, kw_only=True):
     """The executor accepted, rejected or failed to take an assignment."""
 
     assignment_id: NonEmpty
@@ -105,11 +106,11 @@ class ExecAssignmentAck(Message, kw_only=True, omit_defaults=True):
 # --- ExecResult (CAF -> router) ------------------------------------------------------------------
 
 
-class ResultJob(Message, kw_only=True, omit_defaults=True):
+class ResultJob(Message, kw_only=True):
     type: str | None = None
 
 
-class ExecResult(Message, kw_only=True, omit_defaults=True):
+class ExecResult(Message, kw_only=True):
     """The outcome of an executed assignment."""
 
     assignment_id: NonEmpty
@@ -139,7 +140,7 @@ class ExecResult(Message, kw_only=True, omit_defaults=True):
 # --- UsageEvent (router -> billing) --------------------------------------------------------------
 
 
-class UsageEvent(Message, kw_only=True, omit_defaults=True):
+class UsageEvent(Message, kw_only=True):
     """One billed result; absent values are omitted, never written as "undefined"."""
 
     version: Literal["1"]
@@ -210,16 +211,29 @@ def decode(data: bytes, kind: type[T], headers: Mapping[str, str] | None = None,
             "unsupported_version", f"version: expected \"1\", got {msgspec.json.encode(version).decode()}", "version"
         )
     try:
-        return msgspec.convert(obj, kind)
+        message = msgspec.convert(obj, kind)
     except msgspec.ValidationError as exc:
-        path, message = explain(exc)
-        return _raise(message, path)
+        path, text = explain(exc)
+        return _raise(text, path)
+    tenant = getattr(message, "tenant_id", None)
+    if isinstance(tenant, str) and len(tenant.encode()) > MAX_TENANT_BYTES:
+        return _raise(f"tenant_id: at most {MAX_TENANT_BYTES} bytes, got {len(tenant.encode())}", "tenant_id")
+    return message
 
 
 def _raise(message: str, path: str) -> Any:
     raise ContractError("invalid_payload", message, path)
 
 
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
 def encode(message: Message) -> bytes:
-    """Compact JSON of a contract message (absent optional fields omitted)."""
-    return _encoder.encode(message)
+    """Compact JSON of a contract message: every set value, absent (None) ones omitted, never
+    written as "undefined"."""
+    return _encoder.encode(_drop_none(msgspec.to_builtins(message)))

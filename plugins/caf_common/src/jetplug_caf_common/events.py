@@ -33,7 +33,7 @@ class AssignmentRetried(Event):
 
 @dataclass(frozen=True)
 class AssignmentFailed(Event):
-    """An assignment was not published (``kind``: validation or a PublishError kind)."""
+    """An assignment was not published (``kind``: ``invalid`` or a PublishError kind)."""
 
     name: ClassVar[str] = "caf_assignment_failed"
     assignment_id: str

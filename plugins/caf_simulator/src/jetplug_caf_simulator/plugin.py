@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jetplug import ACK, ConsumerSpec, StreamSpec, hookimpl
-from jetplug_caf_common.streams import assignment_stream
+from jetplug import ACK, ConsumerSpec, hookimpl
 from jetplug.config import Config
 from jetplug.host import Host
 from jetplug.message import Message
@@ -40,15 +39,8 @@ def configure(config: Config) -> None:
 
 
 @hookimpl
-def register_streams(config: Config) -> list[StreamSpec]:
-    """The assignment stream it consumes (the adapter declares the same one)."""
-    s: SimulatorSettings = config.plugin(NAME)
-    return [assignment_stream(s.assignment_stream, s.assignment_subject)]
-
-
-@hookimpl
 def register_consumers(config: Config) -> list[ConsumerSpec]:
-    """One durable pull consumer on the assignments."""
+    """One durable pull consumer on the assignments (the stream is caf_adapter's)."""
     s: SimulatorSettings = config.plugin(NAME)
     return [ConsumerSpec(s.assignment_stream, s.durable, (s.assignment_subject,), in_flight=s.in_flight)]
 

@@ -1,0 +1,3 @@
+"""Every test in the repository uses the test kit plugin authors get (jetplug.testing)."""
+
+pytest_plugins = ["jetplug.testing"]

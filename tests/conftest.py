@@ -1,3 +1,0 @@
-"""Host tests use the same test kit plugin authors get (jetplug.testing)."""
-
-pytest_plugins = ["jetplug.testing"]
