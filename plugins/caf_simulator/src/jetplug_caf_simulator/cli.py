@@ -57,7 +57,8 @@ def demo(ctx: click.Context, config_path: str | None, plugin_names: tuple[str, .
     async def go() -> tuple[str, int]:
         try:
             await host.start()
-            result = await run_demo(host, tally, n, r, s.seed, s.demo_tenants)
+            result = await run_demo(host, tally, n, r, s.seed, s.demo_tenants,
+                                    settle_timeout=s.demo_settle_timeout)
             return summary(result, host.servers()[0], r), len(result.lost)
         finally:
             await host.shutdown()

@@ -41,5 +41,7 @@ class SimulatorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     #: `jetplug caf demo`: assignments to submit, and how many per second
     demo_count: Annotated[int, msgspec.Meta(ge=1)] = 3000
     demo_rate: Annotated[float, msgspec.Meta(gt=0)] = 500.0
+    #: seconds the demo waits, after the last publish, for every assignment to settle
+    demo_settle_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     #: tenants the demo's requests come from
     demo_tenants: list[str] = msgspec.field(default_factory=lambda: ["acme", "globex", "initech"])

@@ -189,7 +189,7 @@ def summary(result: DemoResult, server: str, rate: float) -> str:
         f"  assignments published  {t.published}   (failed {sum(t.failed.values())}, blocked {t.blocked})",
         f"  acks by status         {counts(t.acks)}",
         f"  results by status      {counts(t.results)}",
-        f"  usage events           {t.usage}   (redelivered, not billed again: {t.usage_duplicates})",
+        f"  usage events           {t.usage}   (repeats the server deduplicated, not billed: {t.usage_duplicates})",
         f"  dead letters           {counts(t.dead_letters)}",
         f"  duplicates dropped     {counts(t.duplicates)}",
         f"  unknown assignments    {t.unknown}",
