@@ -8,6 +8,8 @@ collects every problem before raising one :class:`~jetplug.errors.ConfigError`.
 
 from __future__ import annotations
 
+import copy
+import datetime
 import difflib
 import functools
 import json
@@ -138,13 +140,14 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
-    """Apply ``JETPLUG_A__B__C=value`` as ``data[a][b][c] = value``; return the keys applied.
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Apply ``JETPLUG_A__B__C=value`` as ``data[a][b][c] = value``; return the keys applied,
+    each with its raw text (validation falls back to it when the TOML reading does not fit).
 
     Only names with a double underscore are overrides, so ``JETPLUG_CONFIG`` and the other
     single-word control variables never collide with config keys.
     """
-    applied = []
+    applied: dict[str, str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -159,7 +162,7 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
                 node[part] = child
             node = child
         node[parts[-1]] = _parse_env_value(raw)
-        applied.append(".".join(parts))
+        applied[".".join(parts)] = raw
     return applied
 
 
@@ -226,6 +229,8 @@ def _describe(info: msgspec.inspect.Type) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
+    if isinstance(value, datetime.date | datetime.time):  # TOML dates and times
+        return value.isoformat()
     return json.dumps(value) if isinstance(value, str | int | float | bool | list) else repr(value)
 
 
@@ -242,9 +247,13 @@ def validate_table(
     path: str,
     problems: list[str],
     *,
-    env_paths: frozenset[str] = frozenset(),
+    env_paths: Mapping[str, str] | None = None,
 ) -> S | None:
-    """Validate one table against a msgspec model, appending every problem; None if any."""
+    """Validate one table against a msgspec model, appending every problem; None if any.
+
+    ``env_paths`` maps the key paths set from the environment to their raw text.
+    """
+    env_paths = env_paths or {}
     if not isinstance(data, dict):
         problems.append(f"{path}: expected a table, got {_show(data)}")
         return None
@@ -266,9 +275,16 @@ def validate_table(
         if isinstance(fld.type, msgspec.inspect.StructType):
             validate_table(value, fld.type.cls, where, problems, env_paths=env_paths)
             continue
-        if where in env_paths and isinstance(value, str) and isinstance(fld.type, msgspec.inspect.ListType):
-            # JETPLUG_HOST__PLUGINS=a,b: a comma list is the natural way to write a list in env
-            value = data[name] = [part.strip() for part in value.split(",") if part.strip()]
+        raw_env = env_paths.get(where)
+        if raw_env is not None and not _fits(value, hints[name]):
+            # an env value read as TOML that does not fit the field is taken as text:
+            # JETPLUG_NATS__AUTH__TOKEN=12345 is the string "12345", and
+            # JETPLUG_HOST__PLUGINS=a,b is a comma list (the natural way to write a list in env)
+            text: Any = raw_env
+            if isinstance(fld.type, msgspec.inspect.ListType):
+                text = [part.strip() for part in raw_env.split(",") if part.strip()]
+            if _fits(text, hints[name]):
+                value = data[name] = text
         try:
             msgspec.convert(value, hints[name])
         except msgspec.ValidationError as exc:
@@ -286,6 +302,14 @@ def validate_table(
     except msgspec.ValidationError as exc:  # a rule the walk above does not know (post-init ...)
         problems.append(f"{path or 'config'}: {exc}")
         return None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    try:
+        msgspec.convert(value, hint)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -308,8 +332,8 @@ def build_config(
     tables are accepted unchecked.
     """
     env = os.environ if environ is None else environ
-    data = json.loads(json.dumps(raw))  # deep copy; TOML data is JSON-compatible except dates
-    env_paths = frozenset(apply_env_overrides(data, env))
+    data = copy.deepcopy(raw)  # not a JSON round trip: TOML dates would crash it
+    env_paths = apply_env_overrides(data, env)
     problems: list[str] = []
     _read_secret_files(data, "", problems)
 
@@ -337,7 +361,7 @@ def build_config(
             continue
         cfg.raw_plugin_tables[name] = table
     for name, model in plugin_models.items():
-        if model is None or name in cfg.disabled_in_file:
+        if model is None:  # a model is given only for an enabled plugin (`-p NAME` beats the file)
             continue
         typed = validate_table(
             cfg.raw_plugin_tables.get(name, {}), model, f"plugins.{name}", problems, env_paths=env_paths

@@ -76,7 +76,9 @@ def full_schema(models: dict[str, type[msgspec.Struct] | None]) -> dict[str, Any
         # sees the table; without it the model's additionalProperties=false would reject it
         table = components[ref["$ref"].rsplit("/", 1)[1]]
         table["properties"] = {
-            "enabled": {"type": "boolean", "default": True, "description": "false switches the plugin off"},
+            "enabled": {
+                "type": "boolean", "default": True, "description": "false switches the plugin off"
+            },
             **table.get("properties", {}),
         }
         plugin_props[name] = {
@@ -103,8 +105,16 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
     return json.dumps(str(value))
+
+
+def _toml_key(key: Any) -> str:
+    """A bare key when TOML allows one, else quoted (``"jetplug.consumer"`` is one key, not two)."""
+    text = str(key)
+    bare = text and all(c.isascii() and (c.isalnum() or c in "_-") for c in text)
+    return text if bare else json.dumps(text)
 
 
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:
@@ -112,17 +122,17 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     lines = []
     tables = []
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
+        else:  # an empty table stays visible as `key = {}`
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     out = ""
     if lines:
         if prefix:
             out += f"[{prefix}]\n"
         out += "\n".join(lines) + "\n\n"
     for key, value in tables:
-        out += to_toml(value, f"{prefix}.{key}" if prefix else key)
+        out += to_toml(value, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key))
     return out
 
 

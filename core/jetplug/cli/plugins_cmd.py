@@ -26,7 +26,8 @@ def plugins_command(
     """List installed plugins: name, distribution, version, status and hooks.
 
     Works even when a plugin is broken (it is listed as broken with the cause); exits 1 if any
-    enabled plugin is broken, so scripts can check.
+    enabled plugin is broken, so scripts can check (a broken plugin that is disabled is listed,
+    marked "(disabled)", and does not count).
     """
     raw, _ = load_raw(config_path)
     selection = Selection.from_sources(
@@ -47,8 +48,9 @@ def plugins_command(
             click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
         for r in records:
             if r.status != "enabled" and r.reason:
-                click.echo(f"{r.name}: {r.status}: {r.reason}", err=r.status == "broken")
-    if any(r.status == "broken" for r in records):
+                off = "" if r.selected else " (disabled)"
+                click.echo(f"{r.name}: {r.status}{off}: {r.reason}", err=r.status == "broken")
+    if any(r.status == "broken" and r.selected for r in records):
         raise SystemExit(1)
 
 

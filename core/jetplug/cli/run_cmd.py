@@ -72,7 +72,9 @@ def server(ctx: click.Context, config_path: str | None, port: int | None, http_p
     """Run a standalone nats-server with JetStream on 127.0.0.1 for development."""
     raw, source = load_raw(config_path)
     raw.pop("plugins", None)
-    cfg = build_config(raw, {}, source=source)
+    # no plugins are loaded here, so their tables (file or JETPLUG_PLUGINS__* env) are not checked
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("jetplug_plugins__")}
+    cfg = build_config(raw, {}, source=source, environ=env)
     setup_from_config(cfg, ctx)
     core = cfg.core
     srv = EmbeddedServer(
