@@ -37,12 +37,16 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class SecretFilter(logging.Filter):
-    """Render the message once, scrub secrets from it and from the traceback."""
+    """Render the message once, scrub secrets from it, from string extra fields and from the
+    traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _SECRETS:
             record.msg = scrub(record.getMessage())
             record.args = None
+            for key, value in extra_fields(record).items():
+                if isinstance(value, str):
+                    setattr(record, key, scrub(value))
             if record.exc_info and record.exc_info[1] is not None:
                 record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
                 record.exc_info = None

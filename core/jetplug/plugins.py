@@ -44,7 +44,12 @@ log = logging.getLogger("jetplug.plugins")
 
 GROUP = hookspecs.PROJECT
 #: plugins that ship inside the host package; registered last so they run first
-BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (("log_events", "jetplug.builtin.log_events"),)
+#: a built-in module with a ``make_plugin()`` function is registered as the object it returns,
+#: one per discovery (per host), for plugins that keep per-host state (``metrics``)
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("log_events", "jetplug.builtin.log_events"),
+    ("metrics", "jetplug.builtin.metrics"),
+)
 
 Status = Literal["enabled", "disabled", "broken"]
 #: a plugin module that sets this to True stays off unless the user names it (simulators, demos)
@@ -343,7 +348,8 @@ def discover(
             continue
         record.selected = True
         module = __import__(target, fromlist=["_"])
-        if _register(pm, module, record, check=False):
+        factory = getattr(module, "make_plugin", None)
+        if _register(pm, factory() if callable(factory) else module, record, check=False):
             record.status = "enabled"
     namespaces = _add_plugin_hookspecs(pm, records)
     for record in records.values():

@@ -38,6 +38,12 @@ def parse_raw_headers(raw: bytes) -> dict[str, str]:
     return headers
 
 
+def _fields(spec: ConsumerSpec, seq: int, deliveries: int) -> dict[str, object]:
+    """The log fields of a message known only from an advisory (as ``Message.log_fields``)."""
+    return {"consumer": spec.durable, "stream": spec.stream, "stream_seq": seq,
+            "deliveries": deliveries}
+
+
 class AdvisoryListener:
     """Subscribes to the max-deliveries advisories of the declared consumers."""
 
@@ -84,7 +90,8 @@ class AdvisoryListener:
         try:
             stored = await engine.api.get_message(spec.stream, seq)
         except ApiError as exc:
-            log.warning("message %d of %s is gone, no dead letter: %s", seq, spec.stream, exc.description)
+            log.warning("message %d of %s is gone, no dead letter: %s", seq, spec.stream,
+                        exc.description, extra=_fields(spec, seq, deliveries))
             return
         data = base64.b64decode(stored.get("data") or b"")
         original = parse_raw_headers(base64.b64decode(stored["hdrs"])) if stored.get("hdrs") else {}
@@ -107,7 +114,8 @@ class AdvisoryListener:
                 msg_id=dlq_msg_id(spec.stream, spec.durable, seq),
             )
         except PublishError as exc:
-            log.error("dead letter for %s seq %d not stored: %s", spec.stream, seq, exc)
+            log.error("dead letter for %s seq %d not stored: %s", spec.stream, seq, exc,
+                      extra=_fields(spec, seq, deliveries))
             return
         engine.emit(
             MessageDeadLettered(

@@ -325,7 +325,7 @@ class ConsumerRunner:
                     try:
                         await self.send_progress(msg)
                     except Exception:  # noqa: BLE001 - next tick retries
-                        log.debug("in-progress failed", exc_info=True)
+                        log.debug("in-progress failed", exc_info=True, extra=msg.log_fields())
             if self.stopping or now - last_check < check_every:
                 continue
             last_check = now
