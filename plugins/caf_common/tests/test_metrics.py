@@ -86,18 +86,23 @@ def test_registering_is_idempotent_per_registry() -> None:
         CafMetrics(reg)  # the constructor registers; on() is the shared way
 
 
-def test_one_event_fed_by_several_plugins_counts_once() -> None:
+def test_emitter_counts_each_event_once_and_forwards_it() -> None:
+    """The three CAF plugins each build an emitter on one host: one registry, counted once."""
+    from types import SimpleNamespace
+
+    from jetplug_caf_common.metrics import emitter
+
     reg = CollectorRegistry()
-    feeders = [CafMetrics.on(reg) for _ in range(3)]  # adapter, ack consumer, result consumer
-    first = caf.UsageEmitted(assignment_id="a1", duplicate=False)
-    second = caf.UsageEmitted(assignment_id="a2", duplicate=False)
-    for event in (first, second):
-        for feeder in feeders:
-            feeder.track(event)
-    assert value(reg, "jetplug_caf_usage_events_total") == 2
-    # an equal but distinct event is a new fact
-    CafMetrics.on(reg).track(caf.UsageEmitted(assignment_id="a1", duplicate=False))
-    assert value(reg, "jetplug_caf_usage_events_total") == 3
+    delivered: list[object] = []
+    host = SimpleNamespace(metrics=SimpleNamespace(registry=reg), emit=delivered.append)
+    adapter, acks, results = emitter(host), emitter(host), emitter(host)  # type: ignore[arg-type]
+    results(caf.UsageEmitted(assignment_id="a1", duplicate=False))
+    results(caf.UsageEmitted(assignment_id="a2", duplicate=True))
+    adapter(caf.AssignmentExpired(assignment_id="x", tenant_id="t"))
+    assert value(reg, "jetplug_caf_usage_events_total") == 1
+    assert value(reg, "jetplug_caf_assignments_expired_total") == 1
+    assert len(delivered) == 3, "every event still reaches the host's telemetry"
+    assert acks is not adapter
 
 
 def test_separate_registries_keep_separate_numbers() -> None:

@@ -25,6 +25,7 @@ from jetplug_caf_common.events import (
     AssignmentRetried,
     AssignmentSkipped,
 )
+from jetplug_caf_common.metrics import emitter
 from jetplug_caf_common.store import AssignmentStore
 
 from .build import Built, InvalidInput, build
@@ -108,6 +109,8 @@ class Adapter:
         self.host = host
         self.settings = settings
         self.store = AssignmentStore(host, settings.bucket)
+        #: counts CAF metrics, then emits the event as telemetry
+        self.emit = emitter(host)
         self.expiry: ExpiryScheduler | None = None
         self.reply: ReplyService | None = None
         self._expiry_task: asyncio.Task[None] | None = None
@@ -168,16 +171,16 @@ class Adapter:
         try:
             built = build(request, decision, s, aid)
         except InvalidInput as exc:
-            self.host.emit(
+            self.emit(
                 AssignmentFailed(assignment_id=assignment_id or "", kind="invalid", error=str(exc))
             )
             log.info("invalid assignment input: %s", exc)
             raise AssignmentError("invalid", str(exc), exc.field) from None
         if not s.assignments_enabled:
-            self.host.emit(AssignmentSkipped(reason="disabled"))
+            self.emit(AssignmentSkipped(reason="disabled"))
             return AssignResult("skipped", reason="disabled")
         if s.allowed_tenants and built.tenant_id not in s.allowed_tenants:
-            self.host.emit(AssignmentBlocked(tenant_id=built.tenant_id))
+            self.emit(AssignmentBlocked(tenant_id=built.tenant_id))
             log.warning(
                 "assignment blocked: tenant %r is not in the allow-list",
                 built.tenant_id,
@@ -189,7 +192,7 @@ class Adapter:
         # but its pub-ack was lost): that is not a duplicate to the caller
         duplicate = ack.duplicate and assignment_id is not None
         recorded = await self._record(built, ack)
-        self.host.emit(
+        self.emit(
             AssignmentPublished(
                 assignment_id=built.assignment_id,
                 tenant_id=built.tenant_id,
@@ -235,7 +238,7 @@ class Adapter:
                 return ack, attempt
             except PublishError as exc:
                 if exc.retryable and attempt < s.retry_attempts:
-                    self.host.emit(
+                    self.emit(
                         AssignmentRetried(assignment_id=aid, attempt=attempt, kind=exc.kind)
                     )
                     log.info(
@@ -256,7 +259,7 @@ class Adapter:
         raise AssertionError("unreachable: retry_attempts >= 1")  # pragma: no cover
 
     def _failed(self, aid: str, kind: str, message: str) -> None:
-        self.host.emit(AssignmentFailed(assignment_id=aid, kind=kind, error=message))
+        self.emit(AssignmentFailed(assignment_id=aid, kind=kind, error=message))
         log.warning("%s", message, extra={"assignment_id": aid, "kind": kind})
 
     async def _record(self, built: Built, ack: PubAck) -> bool:
@@ -300,7 +303,7 @@ class Adapter:
         return True
 
     async def _expired(self, record: AssignmentRecord) -> None:
-        self.host.emit(
+        self.emit(
             AssignmentExpired(assignment_id=record.assignment_id, tenant_id=record.tenant_id or "")
         )
         log.info(

@@ -1,21 +1,13 @@
 """Prometheus metrics of the CAF plugins (``jetplug_caf_*``), fed from their telemetry events.
 
-Every CAF plugin can do the same two things; the metrics are registered once per registry and an
-event is counted once however many plugins feed it::
+The CAF plugins send their events through :func:`emitter`, which counts each event on the
+host's registry (registered once per registry, however many CAF plugins share it) and then
+hands it to ``host.emit`` like any other telemetry event::
 
-    from jetplug_caf_common.metrics import CafMetrics
+    from jetplug_caf_common.metrics import emitter
 
-    class Plugin:
-        metrics: CafMetrics | None = None
-
-        @hookimpl
-        def startup(self, host):
-            self.metrics = CafMetrics.on(host.metrics.registry)
-
-        @hookimpl
-        def track_event(self, event):
-            if self.metrics is not None:
-                self.metrics.track(event)
+    emit = emitter(host)          # in startup
+    emit(AckProcessed(...))       # counted once, then delivered to every track_event
 
 Labels are bounded: statuses, outcomes and kinds, never assignment, tenant or request ids.
 docs/metrics.md lists every metric.
@@ -25,12 +17,16 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from jetplug.events import Event
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from . import events as caf
+
+if TYPE_CHECKING:
+    from jetplug.host import Host
 
 #: ack and end-to-end latencies, in seconds (executors may take minutes)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -108,7 +104,6 @@ class CafMetrics:
         self.end_to_end = histogram(
             "jetplug_caf_end_to_end_latency_seconds", "From assignment publish to the result"
         )
-        self._last: Event | None = None
 
     @classmethod
     def on(cls, registry: CollectorRegistry) -> CafMetrics:
@@ -120,14 +115,7 @@ class CafMetrics:
             return found
 
     def track(self, event: Event) -> None:
-        """Count one event; other events are ignored, and the same event object counts once.
-
-        Several CAF plugins feed every event they see from ``track_event``; the host hands one
-        event to all of them in a row, so a repeat of the last event is skipped.
-        """
-        if event is self._last:
-            return
-        self._last = event
+        """Count one CAF event; other events are ignored."""
         e: Any = event
         cls = type(event)
         if cls is caf.AssignmentPublished:
@@ -166,4 +154,15 @@ class CafMetrics:
             latency.labels(e.status).observe(e.latency_ms / 1000.0)
 
 
-__all__ = ["LATENCY_BUCKETS", "CafMetrics"]
+def emitter(host: Host) -> Callable[[Event], None]:
+    """A function that counts a CAF event on ``host``'s metrics, then emits it as telemetry."""
+    metrics = CafMetrics.on(host.metrics.registry)
+
+    def emit(event: Event) -> None:
+        metrics.track(event)
+        host.emit(event)
+
+    return emit
+
+
+__all__ = ["LATENCY_BUCKETS", "CafMetrics", "emitter"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import jetplug_caf_common.hookspecs
 from jetplug import ConsumerSpec, Decision, KeyValueSpec, StreamSpec, hookimpl
+from jetplug_caf_common.metrics import emitter
 from jetplug_caf_common.store import AssignmentStore
 
 from .config import ResultConsumerSettings
@@ -64,7 +65,7 @@ def startup(host: Host) -> None:
     global _handler
     settings = _settings(host.config)
     store = AssignmentStore(host, settings.bucket)
-    _handler = ResultHandler(settings, store, host.publisher, host.emit, host.plugins.notify)
+    _handler = ResultHandler(settings, store, host.publisher, emitter(host), host.plugins.notify)
 
 
 @hookimpl
