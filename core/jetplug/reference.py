@@ -20,7 +20,14 @@ _FIELD = re.compile(r"^\s+(\w+)\s*:")
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """``#:`` comments directly above each field of a class, by field name."""
+    """``#:`` comments directly above each field of a class or its bases, by field name."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        comments.update(_own_field_comments(klass))
+    return comments
+
+
+def _own_field_comments(cls: type) -> dict[str, str]:
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):

@@ -2,47 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar
 
 import msgspec
-from jetplug import ConsumerSpec, KeyValueSpec, StreamSpec
-from jetplug_caf_common.store import DEFAULT_BUCKET, DEFAULT_TTL, bucket_spec
-
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+from jetplug import StreamSpec
+from jetplug_caf_common.consumer_settings import ConsumerSettings, NonNegativeFloat, PositiveFloat
 
 
-class ResultConsumerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class ResultConsumerSettings(ConsumerSettings, forbid_unknown_fields=True, kw_only=True):
     """Settings of the result consumer (defaults from the Router <-> CAF contract)."""
+
+    STREAM_DESCRIPTION: ClassVar[str] = "CAF -> router: ExecResult"
+    CONSUMER_DESCRIPTION: ClassVar[str] = "jetplug result_consumer: execution results, billed once each"
 
     #: subject the executors publish ExecResult messages on
     subject: str = "caf.exec.result.v1"
     #: stream that stores them (declared by this plugin)
     stream: str = "CAF_RESULT"
-    #: seconds the stream keeps a message (0 = for ever); acked messages are not needed later
-    stream_max_age: NonNegativeFloat = 7 * 24 * 3600.0
     #: durable consumer name (the origin's ``router-results``)
     durable: str = "router-results"
-    #: ``pull`` (default) or ``push``; push uses ``deliver_group`` so several hosts share the work
-    mode: Literal["pull", "push"] = "pull"
     #: push only: the deliver group (queue) the hosts join
     deliver_group: str = "router-results-group"
-    #: seconds the server waits for an ack before redelivering (the host sends in-progress)
-    ack_wait: PositiveFloat = 30.0
-    #: deliveries before a failing message is terminated and dead-lettered (``max_deliver``)
-    max_deliver: Annotated[int, msgspec.Meta(ge=1)] = 5
-    #: nak delays by delivery count, applied by the host (the last one repeats)
-    retry_delays: list[NonNegativeFloat] = msgspec.field(
-        default_factory=lambda: [1.0, 2.0, 4.0, 8.0]
-    )
-    #: messages fetched but not finished at once (also the server's max_ack_pending)
-    in_flight: Annotated[int, msgspec.Meta(ge=1)] = 64
     #: payloads larger than this many bytes are terminated as ``too_large`` (0 = no limit)
     max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 1024
-    #: tenants whose results are accepted; empty = every tenant
-    allowed_tenants: list[str] = msgspec.field(default_factory=list)
-    #: dead-letter results for assignments this router has no record of (``unknown_assignment``)
-    strict: bool = False
     #: subject the UsageEvent of each processed result is published on
     usage_subject: str = "beamline.usage.v1.metered"
     #: stream that stores usage events (declared here unless ``declare_usage_stream`` is off)
@@ -53,20 +35,10 @@ class ResultConsumerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only
     usage_max_age: NonNegativeFloat = 0.0
     #: seconds in which a repeated ``usage-<assignment_id>`` is dropped by the server
     usage_duplicate_window: PositiveFloat = 3600.0
-    #: the shared assignment-state bucket, and how long a record lives (seconds)
-    bucket: str = DEFAULT_BUCKET
-    bucket_ttl: PositiveFloat = DEFAULT_TTL
 
     def stream_specs(self) -> list[StreamSpec]:
         """The result stream, and the usage stream when this plugin declares it."""
-        streams = [
-            StreamSpec(
-                self.stream,
-                (self.subject,),
-                max_age=self.stream_max_age,
-                description="CAF -> router: ExecResult",
-            )
-        ]
+        streams = [self.stream_spec()]
         if self.declare_usage_stream:
             streams.append(
                 StreamSpec(
@@ -78,22 +50,3 @@ class ResultConsumerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only
                 )
             )
         return streams
-
-    def consumer_spec(self) -> ConsumerSpec:
-        """The durable consumer: explicit ack, host-applied retry delays, DLQ at max_deliver."""
-        return ConsumerSpec(
-            self.stream,
-            self.durable,
-            filter_subjects=(self.subject,),
-            mode=self.mode,
-            deliver_group=self.deliver_group if self.mode == "push" else "",
-            ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver,
-            retry_delays=tuple(self.retry_delays),
-            in_flight=self.in_flight,
-            description="jetplug result_consumer: execution results, billed once each",
-        )
-
-    def bucket_spec(self) -> KeyValueSpec:
-        """The shared assignment-state bucket (same declaration as the other CAF plugins)."""
-        return bucket_spec(self.bucket, self.bucket_ttl)
