@@ -6,13 +6,15 @@ BIN := $(VENV)/bin
 PLUGINS := plugins/caf_common plugins/caf_adapter plugins/ack_consumer plugins/result_consumer \
 	plugins/caf_simulator
 STAMP := $(VENV)/.installed
+# a third-party plugin (not bundled, opt-in): `make test` installs it and runs its own tests
+EXAMPLE := examples/order-audit-plugin
 
 .PHONY: demo test lint bench install clean
 
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(EXAMPLE)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,server]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/python -m pip install --quiet -e '.[dev,server]' $(foreach p,$(PLUGINS) $(EXAMPLE),-e $(p))
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	cd $(EXAMPLE) && ../../$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check core plugins tests bench

@@ -120,10 +120,20 @@ def _root() -> click.Group:
 
 def make_cli() -> click.Group:
     """A fresh root group with the core commands and every plugin's ``register_commands``."""
-    from . import config_cmds, dlq_cmd, plugins_cmd, publish_cmd, run_cmd, status_cmd, streams_cmd
+    from . import (
+        config_cmds,
+        dlq_cmd,
+        new_plugin_cmd,
+        plugins_cmd,
+        publish_cmd,
+        run_cmd,
+        status_cmd,
+        streams_cmd,
+    )
 
     group = _root()
-    for module in (run_cmd, plugins_cmd, config_cmds, streams_cmd, publish_cmd, dlq_cmd, status_cmd):
+    for module in (run_cmd, plugins_cmd, config_cmds, streams_cmd, publish_cmd, dlq_cmd, status_cmd,
+                   new_plugin_cmd):
         module.register(group)
     _plugin_commands(group)
     return group

@@ -124,11 +124,16 @@ class ConsumerRunner:
             )
 
     async def stop_intake(self) -> None:
-        """Stop asking for messages; push consumers unsubscribe so the group takes over."""
+        """Stop taking messages: unsubscribe, so the server stops delivering to this host.
+
+        For pull consumers this also ends the open pull requests: the server drops requests
+        nobody listens to. Without it, a message released at shutdown would be redelivered at
+        once to the same still-open request, again and again, until max_deliver was used up.
+        Push consumers leave the deliver group, so the other members take over.
+        """
         self.stopping = True
         self._set_state("stopping")
-        if self.spec.mode == "push":
-            await self._unsubscribe()
+        await self._unsubscribe()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no handler runs; False if ``timeout`` passed first."""

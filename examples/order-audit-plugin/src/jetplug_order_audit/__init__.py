@@ -1,0 +1,1 @@
+"""jetplug plugin ``order_audit``."""
