@@ -27,7 +27,7 @@ test: $(STAMP)
 	cd $(EXAMPLE) && ../../$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check core plugins tests bench
+	$(BIN)/ruff check core plugins tests bench examples conftest.py
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -58,7 +58,8 @@ def test_every_core_table_is_documented_exactly() -> None:
     for heading, body in core.items():
         assert heading in doc, f"docs/configuration.md lacks {heading}; {REGENERATE}"
         assert doc[heading].strip() == body.strip(), (
-            f"docs/configuration.md: {heading} is out of date; {REGENERATE}")
+            f"docs/configuration.md: {heading} is out of date; {REGENERATE}"
+        )
 
 
 def test_every_core_key_appears_with_its_environment_name() -> None:

@@ -94,8 +94,19 @@ def creds_text(user_jwt: str, user_seed: str) -> str:
 
 UNLIMITED = {
     key: -1
-    for key in ("subs", "data", "payload", "imports", "exports", "conn", "leaf",
-                "mem_storage", "disk_storage", "streams", "consumer")
+    for key in (
+        "subs",
+        "data",
+        "payload",
+        "imports",
+        "exports",
+        "conn",
+        "leaf",
+        "mem_storage",
+        "disk_storage",
+        "streams",
+        "consumer",
+    )
 }
 
 
@@ -717,8 +728,9 @@ async def test_lost_when_reconnect_attempts_are_exhausted(fresh_server: Embedded
 async def test_lost_at_once_when_reconnect_is_off(fresh_server: EmbeddedServer) -> None:
     # nats-py reads max_reconnect_attempts=0 as "no limit"; jetplug's 0 means "do not reconnect"
     events: list[Event] = []
-    conn = Connection(settings(fresh_server.url, reconnect_attempts=0), [fresh_server.url],
-                      events.append)
+    conn = Connection(
+        settings(fresh_server.url, reconnect_attempts=0), [fresh_server.url], events.append
+    )
     await conn.connect()
     assert conn.lost is not None
     fresh_server.kill()
@@ -733,8 +745,9 @@ async def test_disconnected_then_reconnected_events_across_a_restart(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    server = EmbeddedServer(store_dir=tmp_path / "nats",
-                            extra_config=f'authorization {{ token: "{TOKEN}" }}')
+    server = EmbeddedServer(
+        store_dir=tmp_path / "nats", extra_config=f'authorization {{ token: "{TOKEN}" }}'
+    )
     server.start()
     try:
         events: list[Event] = []
@@ -749,7 +762,9 @@ async def test_disconnected_then_reconnected_events_across_a_restart(
         server.restart()  # same port, same store
         await wait_until(lambda: "reconnected" in states(events), timeout=FAIL_FAST)
         assert [s for s in states(events) if s != "error"] == [
-            "connected", "disconnected", "reconnected"
+            "connected",
+            "disconnected",
+            "reconnected",
         ]
         # the EOF itself is reported too, as an "error" event with a secret-free detail
         errors = [e for e in events if isinstance(e, ConnectionChanged) and e.state == "error"]
@@ -786,8 +801,9 @@ async def test_lame_duck_mode_reaches_emit(fresh_server: EmbeddedServer) -> None
 
 
 async def test_cli_run_exits_3_when_the_server_is_lost(tmp_path: Path) -> None:
-    server = EmbeddedServer(store_dir=tmp_path / "nats",
-                            extra_config=f'authorization {{ token: "{TOKEN}" }}')
+    server = EmbeddedServer(
+        store_dir=tmp_path / "nats", extra_config=f'authorization {{ token: "{TOKEN}" }}'
+    )
     server.start()
     config = tmp_path / "jetplug.toml"
     config.write_text(
@@ -805,8 +821,13 @@ async def test_cli_run_exits_3_when_the_server_is_lost(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JETPLUG_")}
     jetplug = Path(sys.executable).with_name("jetplug")
     proc = await asyncio.create_subprocess_exec(
-        str(jetplug), "run", "-c", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        str(jetplug),
+        "run",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     try:
         stderr, stdout = proc.stderr, proc.stdout

@@ -38,18 +38,25 @@ def test_worked_example_files_are_the_example_plugin() -> None:
     ]
     for rel, text in blocks.items():
         assert text == (EXAMPLE / rel).read_text(), (
-            f"docs/writing_plugins.md's {rel} differs from examples/order-audit-plugin/{rel}")
+            f"docs/writing_plugins.md's {rel} differs from examples/order-audit-plugin/{rel}"
+        )
 
 
 def test_the_example_is_the_scaffold_plus_the_documented_files() -> None:
     documented = set(titled_blocks(DOCS / "writing_plugins.md"))
     generated = render(Names.of("order_audit"))
+
     def made_by_tools(rel: Path) -> bool:  # caches and build metadata, ignored by git
-        return any((part.startswith(".") and part != ".gitignore") or part == "__pycache__"
-                   or part.endswith(".egg-info") for part in rel.parts)
+        return any(
+            (part.startswith(".") and part != ".gitignore")
+            or part == "__pycache__"
+            or part.endswith(".egg-info")
+            for part in rel.parts
+        )
 
     on_disk = {
-        str(p.relative_to(EXAMPLE)) for p in EXAMPLE.rglob("*")
+        str(p.relative_to(EXAMPLE))
+        for p in EXAMPLE.rglob("*")
         if p.is_file() and not made_by_tools(p.relative_to(EXAMPLE))
     }
     assert on_disk == set(generated), "the example's files differ from the scaffold's"
@@ -58,8 +65,8 @@ def test_the_example_is_the_scaffold_plus_the_documented_files() -> None:
             continue
         actual = (EXAMPLE / rel).read_text()
         if rel == "pyproject.toml":  # only the description was edited
-            text = re.sub(r'^description = .*$', "", text, flags=re.M)
-            actual = re.sub(r'^description = .*$', "", actual, flags=re.M)
+            text = re.sub(r"^description = .*$", "", text, flags=re.M)
+            actual = re.sub(r"^description = .*$", "", actual, flags=re.M)
         assert actual == text, f"examples/order-audit-plugin/{rel} is not what new-plugin writes"
 
 
@@ -74,10 +81,26 @@ def test_testing_guide_examples_pass_under_pytest(tmp_path: Path) -> None:
     for i, block in enumerate(tests):
         (tmp_path / f"test_doc_example_{i}.py").write_text(block)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-         str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=110, env=jetplug_env(),
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=jetplug_env(),
     )
     expected = sum(len(re.findall(r"^(?:async )?def test_", b, flags=re.M)) for b in tests)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

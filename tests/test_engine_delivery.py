@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from jetplug import ACK, ConsumerSpec, StreamSpec, hookimpl
 from jetplug.events import MessageHandled
 from jetplug.message import Message
@@ -42,8 +41,9 @@ class Worker:
 async def test_push_deliver_group_shares_work_between_two_hosts(nats_server) -> None:
     spec = {"mode": "push", "deliver_group": "workers", "in_flight": 8}
     a, b = Worker("GROUP", delay=0.01, **spec), Worker("GROUP", delay=0.01, **spec)
-    async with running_host(("worker", a), server=nats_server) as ha, running_host(
-        ("worker", b), server=nats_server
+    async with (
+        running_host(("worker", a), server=nats_server) as ha,
+        running_host(("worker", b), server=nats_server),
     ):
         acks = [await ha.publish("group.x", str(i).encode()) for i in range(60)]
         seqs = {ack.seq for ack in acks}
@@ -63,12 +63,14 @@ async def test_shutdown_finishes_in_flight_and_loses_nothing(nats_server) -> Non
         await wait_until(lambda: len(first.started) >= 4)
         events = h.events
     # the block's exit ran the ordered shutdown: every started handler finished and was acked
-    acked_first = {e.stream_seq for e in events if isinstance(e, MessageHandled) and e.outcome == "ack"}
+    acked_first = {
+        e.stream_seq for e in events if isinstance(e, MessageHandled) and e.outcome == "ack"
+    }
     assert set(first.started) == set(first.finished) == acked_first
     assert acked_first < seqs, "shutdown stopped intake before everything was handled"
 
     second = Worker("SHUT", in_flight=4)
-    async with running_host(("worker", second), server=nats_server) as h2:
+    async with running_host(("worker", second), server=nats_server):
         await wait_until(lambda: seqs <= acked_first | set(second.finished), timeout=30)
         # released (never started) messages come back at once, not after ack_wait
         assert not (acked_first & set(second.finished)), "nothing acked twice"

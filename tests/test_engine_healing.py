@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from jetplug import ACK, ConsumerSpec, StreamSpec, hookimpl
 from jetplug.events import ConnectionChanged, ConsumerStateChanged
 from jetplug.message import Message
@@ -47,7 +46,11 @@ async def test_deleted_consumer_is_recreated_and_resumes(nats_server, mode: str)
         await h.outcome(first.seq)
         await h.host.engine.api.delete_consumer(stream, "worker")
         await h.wait_event(
-            lambda e: isinstance(e, ConsumerStateChanged) and e.state == "running" and e.reason == "recovered",
+            lambda e: (
+                isinstance(e, ConsumerStateChanged)
+                and e.state == "running"
+                and e.reason == "recovered"
+            ),
             timeout=15,
         )
         second = await h.publish(f"{stream.lower()}.b", b"2")
@@ -64,7 +67,9 @@ async def test_server_restart_resumes_pull_consumer(fresh_server) -> None:
         first = await h.publish("heal_restart.a", b"1")
         await h.outcome(first.seq)
         fresh_server.restart()
-        await h.wait_event(lambda e: isinstance(e, ConnectionChanged) and e.state == "reconnected", timeout=20)
+        await h.wait_event(
+            lambda e: isinstance(e, ConnectionChanged) and e.state == "reconnected", timeout=20
+        )
         second = await h.publish("heal_restart.b", b"2")
         await h.outcome(second.seq, timeout=20)
         assert second.seq in worker.handled

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-
 from jetplug import ACK, ConsumerSpec, Nak, StreamSpec, Term, hookimpl
 from jetplug.events import MessageDeadLettered, MessageHandled
 from jetplug.message import Message
@@ -65,7 +64,7 @@ async def test_nak_with_delay_redelivers_after_the_delay(nats_server) -> None:
     async with running_host(("rec", rec), server=nats_server) as h:
         ack = await h.publish("out_nak.x", b"x")
         await h.outcome(ack.seq)
-        (s1, d1, t1), (s2, d2, t2) = rec.seen
+        (_s1, d1, t1), (_s2, d2, t2) = rec.seen
         assert (d1, d2) == (1, 2)
         assert t2 - t1 >= 0.55
 
@@ -138,7 +137,9 @@ async def test_last_delivery_timing_out_is_dead_lettered_from_the_advisory(nats_
 
     # progress keep-alive capped below ack_wait, so the server's max_deliver is what ends it
     rec = Recorder("OUT_ADV", decide=hang, ack_wait=0.5, max_deliver=2, max_progress=0.1)
-    async with running_host(("rec", rec), server=nats_server, config="[host]\nshutdown_timeout = 0.2") as h:
+    async with running_host(
+        ("rec", rec), server=nats_server, config="[host]\nshutdown_timeout = 0.2"
+    ) as h:
         ack = await h.publish("out_adv.x", b"slow")
         dead = await h.wait_event(lambda e: isinstance(e, MessageDeadLettered), timeout=15)
         assert dead.stream_seq == ack.seq and dead.reason == "max_deliver" and dead.plugin == "rec"

@@ -1,4 +1,5 @@
-"""No loss across a crash: publish while nats-server is SIGKILLed and restarted on the same store."""
+"""No loss across a crash: publish while nats-server is SIGKILLed and restarted on the same
+store."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from jetplug import ACK, ConsumerSpec, StreamSpec, hookimpl
 from jetplug.events import MessageHandled
 from jetplug.message import Message
@@ -46,7 +46,9 @@ class Counting:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_every_pub_acked_message_is_handled_across_a_server_kill(fresh_server, capsys) -> None:
+async def test_every_pub_acked_message_is_handled_across_a_server_kill(
+    fresh_server, capsys
+) -> None:
     plugin = Counting()
     async with running_host(("counting", plugin), server=fresh_server, config=CONFIG) as h:
         acked: dict[int, str] = {}
@@ -59,12 +61,16 @@ async def test_every_pub_acked_message_is_handled_across_a_server_kill(fresh_ser
         async def crash() -> None:
             await wait_until(lambda: len(acked) >= N // 3, timeout=30)
             fresh_server.kill()
-            await asyncio.sleep(1.0)  # the outage itself: the condition is "server down for a while"
+            await asyncio.sleep(
+                1.0
+            )  # the outage itself: the condition is "server down for a while"
             await asyncio.to_thread(fresh_server.start)
 
         await asyncio.gather(publisher(), crash())
         assert len(acked) == N, "every publish eventually got a pub-ack"
-        assert sorted(set(acked.values())) == sorted(f"m-{i}" for i in range(N)), "no message stored twice"
+        assert sorted(set(acked.values())) == sorted(f"m-{i}" for i in range(N)), (
+            "no message stored twice"
+        )
 
         def all_acked() -> bool:
             final = {e.stream_seq for e in h.events_of(MessageHandled) if e.outcome == "ack"}
@@ -75,6 +81,8 @@ async def test_every_pub_acked_message_is_handled_across_a_server_kill(fresh_ser
         duplicates = sum(c - 1 for c in plugin.handled.values())
         dropped = sum(1 for e in h.events_of(MessageHandled) if e.outcome == "dropped")
         with capsys.disabled():
-            print(f"\n[no-loss] published={N} stored={len(acked)} missing={len(missing)} "
-                  f"handled_twice_or_more={duplicates} dropped_stale={dropped}")
+            print(
+                f"\n[no-loss] published={N} stored={len(acked)} missing={len(missing)} "
+                f"handled_twice_or_more={duplicates} dropped_stale={dropped}"
+            )
         assert not missing

@@ -53,8 +53,9 @@ class Worker:
 
     @hookimpl
     def startup(self, host: Any) -> None:
-        self.counter = Counter("testplugin_seen", "Messages the test plugin saw",
-                               registry=host.metrics.registry)
+        self.counter = Counter(
+            "testplugin_seen", "Messages the test plugin saw", registry=host.metrics.registry
+        )
 
     @hookimpl
     def handle_message(self, msg: Message) -> Any:
@@ -83,8 +84,9 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return out
 
 
-def sample(values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-           **labels: str) -> float | None:
+def sample(
+    values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float | None:
     return values.get((name, frozenset(labels.items())))
 
 
@@ -193,7 +195,7 @@ async def test_a_deleted_consumer_is_not_ready_until_it_is_recreated(nats_server
     worker = Worker(stream)
     async with running_host(("worker", worker), server=nats_server, config=FAST):
         pass  # provisioned (manage mode); now run with provision = "off" so nothing re-creates it
-    config = FAST + '\n[jetstream.dlq]\nenabled = true\n'
+    config = FAST + "\n[jetstream.dlq]\nenabled = true\n"
     config = config.replace("[jetstream]\n", '[jetstream]\nprovision = "off"\n')
     async with running_host(("worker", worker), server=nats_server, config=config) as h:
         assert await wait_until(lambda: ready(h), timeout=10)
@@ -258,8 +260,10 @@ async def test_metrics_move_as_expected_after_acks_naks_and_terms(nats_server) -
 
 
 async def test_each_host_counts_only_its_own_messages(nats_server) -> None:
-    async with running_host(("worker", Worker("HEALTH_A")), server=nats_server, config=FAST) as a, \
-            running_host(("worker", Worker("HEALTH_B")), server=nats_server, config=FAST) as b:
+    async with (
+        running_host(("worker", Worker("HEALTH_A")), server=nats_server, config=FAST) as a,
+        running_host(("worker", Worker("HEALTH_B")), server=nats_server, config=FAST) as b,
+    ):
         await a.outcome((await a.publish("health_a.x", b"ack")).seq)
         for _ in range(2):
             await b.outcome((await b.publish("health_b.x", b"ack")).seq)
@@ -283,8 +287,19 @@ def ops_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def status_cli(config: Path, plugin: Path, *args: str) -> tuple[int, str, str]:
     env = jetplug_env(PYTHONPATH=str(plugin))
     proc = await asyncio.create_subprocess_exec(
-        JETPLUG, "--log-level", "warning", "status", "-c", str(config), "-p", "opstest", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=config.parent, env=env,
+        JETPLUG,
+        "--log-level",
+        "warning",
+        "status",
+        "-c",
+        str(config),
+        "-p",
+        "opstest",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=config.parent,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -334,7 +349,11 @@ async def test_status_json_matches_the_servers_consumer_info(
     (row,) = [s for s in status["streams"] if s["name"] == stream]
     assert (row["owner"], row["exists"], row["subjects"]) == ("opstest", True, ["ops_status.>"])
     assert (row["messages"], row["bytes"], row["first_seq"], row["last_seq"]) == (
-        sinfo["messages"], sinfo["bytes"], sinfo["first_seq"], sinfo["last_seq"])
+        sinfo["messages"],
+        sinfo["bytes"],
+        sinfo["first_seq"],
+        sinfo["last_seq"],
+    )
     assert row["messages"] == 7
     conn = status["connection"]
     assert conn["server"] == nats_server.url and conn["connected"] is True
@@ -368,14 +387,21 @@ async def test_status_reports_missing_consumer_and_a_running_hosts_readiness(
     assert status["consumers"][0]["exists"] is False
     assert status["host"]["reachable"] is False
     # a host serving the same config on that port
-    async with running_host(("worker", Worker(stream)), server=nats_server,
-                            config=FAST.replace("port = 0", f"port = {port}")) as h:
+    async with running_host(
+        ("worker", Worker(stream)),
+        server=nats_server,
+        config=FAST.replace("port = 0", f"port = {port}"),
+    ) as h:
         assert await wait_until(lambda: ready(h), timeout=10)
         code, out, err = await status_cli(config, ops_plugin, "--json")
         assert code == 0, out + err
         status = json.loads(out)
-        assert status["host"] == {"url": f"http://127.0.0.1:{port}/readyz", "reachable": True,
-                                  "ready": True, "problems": []}
+        assert status["host"] == {
+            "url": f"http://127.0.0.1:{port}/readyz",
+            "reachable": True,
+            "ready": True,
+            "problems": [],
+        }
 
 
 def test_latency_buckets_count_each_observation_in_every_bucket_at_or_above_it() -> None:
@@ -385,20 +411,42 @@ def test_latency_buckets_count_each_observation_in_every_bucket_at_or_above_it()
 
     stats = HostStats()
     for seconds in (0.001, 0.0011, 0.3, 100.0):
-        stats.track(MessageHandled(consumer="c", stream="S", stream_seq=1, deliveries=1,
-                                   outcome="ack", duration=seconds))
+        stats.track(
+            MessageHandled(
+                consumer="c",
+                stream="S",
+                stream_seq=1,
+                deliveries=1,
+                outcome="ack",
+                duration=seconds,
+            )
+        )
     registry = CollectorRegistry()
     registry.register(HostCollector(None, stats))
     values = samples(generate_latest(registry).decode())
-    bucket = lambda le: sample(values, "jetplug_handler_duration_seconds_bucket",  # noqa: E731
-                               stream="S", consumer="c", le=le)
+
+    def bucket(le: str) -> float | None:
+        return sample(
+            values, "jetplug_handler_duration_seconds_bucket", stream="S", consumer="c", le=le
+        )
+
     assert [bucket(le) for le in ("0.0005", "0.001", "0.0025", "0.25", "0.5", "60.0", "+Inf")] == [
-        0, 1, 2, 2, 3, 3, 4]
+        0,
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+    ]
     assert sample(values, "jetplug_handler_duration_seconds_count", stream="S", consumer="c") == 4
-    assert sample(values, "jetplug_handler_duration_seconds_sum", stream="S",
-                  consumer="c") == pytest.approx(100.3021)
-    assert sample(values, "jetplug_messages_handled_total", stream="S", consumer="c",
-                  outcome="ack") == 4
+    assert sample(
+        values, "jetplug_handler_duration_seconds_sum", stream="S", consumer="c"
+    ) == pytest.approx(100.3021)
+    assert (
+        sample(values, "jetplug_messages_handled_total", stream="S", consumer="c", outcome="ack")
+        == 4
+    )
 
 
 # --- docs ----------------------------------------------------------------------------------------

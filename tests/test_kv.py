@@ -36,9 +36,10 @@ async def test_get_put_create(nats_server) -> None:
 
 
 async def test_concurrent_updates_from_two_hosts_are_all_kept(nats_server) -> None:
-    async with running_host(("b", Bucket()), server=nats_server) as h1, running_host(
-        ("b", Bucket()), server=nats_server
-    ) as h2:
+    async with (
+        running_host(("b", Bucket()), server=nats_server) as h1,
+        running_host(("b", Bucket()), server=nats_server) as h2,
+    ):
         kv1, kv2 = h1.host.kv("counters"), h2.host.kv("counters")
 
         async def writer(kv, n: int) -> None:  # type: ignore[no-untyped-def]

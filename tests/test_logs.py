@@ -75,8 +75,19 @@ async def test_json_logs_carry_message_fields_and_no_secret(
         encoding="utf-8",
     )
     env = jetplug_env(PYTHONPATH=str(ops_plugin), **env_extra)
-    proc = Spawned("--log-format", "json", "--log-level", "info", "run", "-c", str(config),
-                   "-p", "opstest", cwd=tmp_path, env=env)
+    proc = Spawned(
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "run",
+        "-c",
+        str(config),
+        "-p",
+        "opstest",
+        cwd=tmp_path,
+        env=env,
+    )
     nc = None
     try:
         nc = await nats.connect(server.url, **client_auth)
@@ -89,8 +100,12 @@ async def test_json_logs_carry_message_fields_and_no_secret(
             except ApiError:
                 return False
 
-        await wait_until(consumer_exists, timeout=20, interval=0.1,
-                         message=f"host did not provision:\n{proc.output()}")
+        await wait_until(
+            consumer_exists,
+            timeout=20,
+            interval=0.1,
+            message=f"host did not provision:\n{proc.output()}",
+        )
         js = nc.jetstream()
         for data in (b"ok", b"boom", b"bad"):
             await js.publish(f"{stream.lower()}.x", data)
@@ -98,8 +113,9 @@ async def test_json_logs_carry_message_fields_and_no_secret(
         def dead_letters() -> int:
             return proc.output().count("dead-lettered message")
 
-        await wait_until(lambda: dead_letters() >= 2, timeout=20,
-                         message=f"no dead letters:\n{proc.output()}")
+        await wait_until(
+            lambda: dead_letters() >= 2, timeout=20, message=f"no dead letters:\n{proc.output()}"
+        )
         proc.signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.proc.wait, 20)
         assert code == 0, proc.output()
@@ -114,8 +130,13 @@ async def test_json_logs_carry_message_fields_and_no_secret(
     assert TOKEN not in output and PASSWORD not in output
     records = parse(output)
     message_loggers = {"jetplug_test_ops", "jetplug.outcomes"}
-    about_messages = [r for r in records if "stream_seq" in r or r["logger"] in message_loggers
-                      or r["message"].startswith("dead-lettered")]
+    about_messages = [
+        r
+        for r in records
+        if "stream_seq" in r
+        or r["logger"] in message_loggers
+        or r["message"].startswith("dead-lettered")
+    ]
     for r in about_messages:
         missing = [f for f in MESSAGE_FIELDS if f not in r]
         assert not missing, f"{r} lacks {missing}"
@@ -138,8 +159,9 @@ async def test_json_logs_carry_message_fields_and_no_secret(
 def test_secret_filter_scrubs_message_args_extra_fields_and_tracebacks() -> None:
     secret = "s3cr3t-value-for-filter-test"
     register_secret(secret)
-    record = logging.LogRecord("jetplug.test", logging.ERROR, __file__, 1, "failed with %s",
-                               (f"token {secret}",), None)
+    record = logging.LogRecord(
+        "jetplug.test", logging.ERROR, __file__, 1, "failed with %s", (f"token {secret}",), None
+    )
     record.error = f"server said {secret}"
     record.stream_seq = 7
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from jetplug import PublishError, StreamSpec, hookimpl
 from jetplug.embedded import EmbeddedServer
 from jetplug.events import PublishFailed
@@ -22,7 +21,9 @@ class Streams:
 
 
 async def test_msg_id_makes_a_repeated_publish_a_duplicate(nats_server) -> None:
-    async with running_host(("s", Streams(StreamSpec("PUB_DEDUP", ("pub_dedup.>",)))), server=nats_server) as h:
+    async with running_host(
+        ("s", Streams(StreamSpec("PUB_DEDUP", ("pub_dedup.>",)))), server=nats_server
+    ) as h:
         first = await h.publish("pub_dedup.x", b"1", msg_id="order-42")
         again = await h.publish("pub_dedup.x", b"1", msg_id="order-42")
         other = await h.publish("pub_dedup.x", b"2")
@@ -31,14 +32,18 @@ async def test_msg_id_makes_a_repeated_publish_a_duplicate(nats_server) -> None:
 
 
 async def test_every_publish_gets_a_msg_id(nats_server, nc) -> None:
-    async with running_host(("s", Streams(StreamSpec("PUB_ID", ("pub_id.>",)))), server=nats_server) as h:
+    async with running_host(
+        ("s", Streams(StreamSpec("PUB_ID", ("pub_id.>",)))), server=nats_server
+    ) as h:
         ack = await h.publish("pub_id.x", b"1")
     msg = await nc.jetstream().get_msg("PUB_ID", ack.seq)
     assert msg.headers and msg.headers.get("Nats-Msg-Id")
 
 
 async def test_no_stream_fails_at_once_without_retries(nats_server) -> None:
-    async with running_host(server=nats_server, config="[jetstream]\npublish_attempts = 5\npublish_retry_wait = 1") as h:
+    async with running_host(
+        server=nats_server, config="[jetstream]\npublish_attempts = 5\npublish_retry_wait = 1"
+    ) as h:
         started = time.monotonic()
         with pytest.raises(PublishError) as err:
             await h.publish("nowhere.at.all", b"x")
@@ -50,14 +55,18 @@ async def test_no_stream_fails_at_once_without_retries(nats_server) -> None:
 
 
 async def test_wrong_expected_stream(nats_server) -> None:
-    async with running_host(("s", Streams(StreamSpec("PUB_WS", ("pub_ws.>",)))), server=nats_server) as h:
+    async with running_host(
+        ("s", Streams(StreamSpec("PUB_WS", ("pub_ws.>",)))), server=nats_server
+    ) as h:
         with pytest.raises(PublishError) as err:
             await h.host.publisher.publish("pub_ws.x", b"x", expected_stream="OTHER")
         assert err.value.kind == "wrong_stream"
 
 
 async def test_payload_too_large(nats_server) -> None:
-    async with running_host(("s", Streams(StreamSpec("PUB_BIG", ("pub_big.>",)))), server=nats_server) as h:
+    async with running_host(
+        ("s", Streams(StreamSpec("PUB_BIG", ("pub_big.>",)))), server=nats_server
+    ) as h:
         with pytest.raises(PublishError) as err:
             await h.publish("pub_big.x", b"x" * (2 * 1024 * 1024))
         assert err.value.kind == "too_large"
@@ -88,7 +97,11 @@ authorization {
     try:
         config = {
             "nats": {"auth": {"user": "app", "password": "s3cret-pass"}},
-            "jetstream": {"publish_timeout": 0.5, "publish_attempts": 2, "publish_retry_wait": 0.05},
+            "jetstream": {
+                "publish_timeout": 0.5,
+                "publish_attempts": 2,
+                "publish_retry_wait": 0.05,
+            },
         }
         spec = StreamSpec("PUB_PERM", ("denied.>", "allowed.>"))
         async with running_host(("s", Streams(spec)), server=server, config=config) as h:
@@ -104,7 +117,11 @@ authorization {
 async def test_pipelined_publish_many_keeps_order(nats_server) -> None:
     from jetplug import Publish
 
-    async with running_host(("s", Streams(StreamSpec("PUB_MANY", ("pub_many.>",)))), server=nats_server) as h:
-        results = await h.host.publisher.publish_many(Publish(f"pub_many.{i}", b"x") for i in range(500))
+    async with running_host(
+        ("s", Streams(StreamSpec("PUB_MANY", ("pub_many.>",)))), server=nats_server
+    ) as h:
+        results = await h.host.publisher.publish_many(
+            Publish(f"pub_many.{i}", b"x") for i in range(500)
+        )
         seqs = [r.seq for r in results]  # type: ignore[union-attr]
         assert seqs == list(range(1, 501))

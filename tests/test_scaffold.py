@@ -45,7 +45,10 @@ def test_invalid_names_are_refused(tmp_path: Path, name: str, says: str) -> None
 def test_names_derive_from_the_plugin_name() -> None:
     n = Names.of("order_audit")
     assert (n.pkg, n.dist, n.stream, n.durable, n.subject) == (
-        "jetplug_order_audit", "jetplug-order-audit", "ORDER_AUDIT", "order-audit",
+        "jetplug_order_audit",
+        "jetplug-order-audit",
+        "ORDER_AUDIT",
+        "order-audit",
         "order_audit.events",
     )
 
@@ -54,11 +57,17 @@ def test_the_distribution_has_every_part(tmp_path: Path) -> None:
     target = new_plugin("demo_x", tmp_path / "demo")
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert files == [
-        ".gitignore", "README.md", "pyproject.toml",
-        "src/jetplug_demo_x/__init__.py", "src/jetplug_demo_x/config.py",
-        "src/jetplug_demo_x/handler.py", "src/jetplug_demo_x/plugin.py",
+        ".gitignore",
+        "README.md",
+        "pyproject.toml",
+        "src/jetplug_demo_x/__init__.py",
+        "src/jetplug_demo_x/config.py",
+        "src/jetplug_demo_x/handler.py",
+        "src/jetplug_demo_x/plugin.py",
         "src/jetplug_demo_x/py.typed",
-        "tests/conftest.py", "tests/test_demo_x.py", "tests/test_handler.py",
+        "tests/conftest.py",
+        "tests/test_demo_x.py",
+        "tests/test_handler.py",
     ]
     project = tomllib.loads((target / "pyproject.toml").read_text())
     assert project["project"]["name"] == "jetplug-demo-x"
@@ -108,7 +117,9 @@ def _venv_with_this_jetplug(where: Path) -> Path:
     python = where / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     parent = sysconfig.get_path("purelib")
     # a .pth line starting with `import` runs, so the parent's own .pth files (editables) work
@@ -122,9 +133,22 @@ def test_generated_plugin_passes_its_own_tests_after_pip_install_e(tmp_path: Pat
     target = new_plugin("demo_x", tmp_path / "jetplug-demo-x")
     python = _venv_with_this_jetplug(tmp_path / "venv")
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "-e", str(target)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-e",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert install.returncode == 0, install.stdout + install.stderr
     env = jetplug_env()
@@ -132,18 +156,31 @@ def test_generated_plugin_passes_its_own_tests_after_pip_install_e(tmp_path: Pat
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     where = subprocess.run(
         [str(python), "-c", "import jetplug_demo_x; print(jetplug_demo_x.__file__)"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     editable = str(target / "src/jetplug_demo_x/__init__.py")
     assert where.strip() == editable, "not an editable install"
     tests = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=target, capture_output=True, text=True, env=env, timeout=150,
+        cwd=target,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=150,
     )
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
     assert "7 passed" in tests.stdout, tests.stdout[-2000:]
-    plugins = subprocess.run([str(python), "-c", "from jetplug.cli import main; main()", "plugins"],
-                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    plugins = subprocess.run(
+        [str(python), "-c", "from jetplug.cli import main; main()", "plugins"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert any(line.split()[:2] == ["demo_x", "enabled"] for line in plugins.stdout.splitlines()), (
         plugins.stdout + plugins.stderr
     )
@@ -153,9 +190,21 @@ def test_generated_plugin_passes_its_own_tests_after_pip_install_e(tmp_path: Pat
 @pytest.mark.timeout(120)
 def test_the_templates_are_in_the_wheel(tmp_path: Path) -> None:
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, timeout=110,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
     )
     assert built.returncode == 0, built.stderr
     [wheel] = tmp_path.glob("jetplug-*.whl")

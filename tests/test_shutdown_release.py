@@ -35,8 +35,11 @@ class Slow:
 
     @hookimpl
     def register_consumers(self) -> list[ConsumerSpec]:
-        return [ConsumerSpec(self.stream, self.durable, max_deliver=MAX_DELIVER, ack_wait=2,
-                             retry_delays=(0.1,))]
+        return [
+            ConsumerSpec(
+                self.stream, self.durable, max_deliver=MAX_DELIVER, ack_wait=2, retry_delays=(0.1,)
+            )
+        ]
 
     @hookimpl
     async def handle_message(self, msg: Message) -> Any:
@@ -59,9 +62,13 @@ async def test_a_message_released_at_shutdown_reaches_the_next_host(nats_server,
             await runner.stop_intake()  # the first step of every shutdown
         late = await nc.jetstream().publish(plugin.subject, b"late")
         await asyncio.sleep(0.5)  # room for the bounce this test guards against (no event to await)
-        released = [e.deliveries for e in h.events_of(MessageHandled, outcome="released")
-                    if e.stream_seq == late.seq]
+        released = [
+            e.deliveries
+            for e in h.events_of(MessageHandled, outcome="released")
+            if e.stream_seq == late.seq
+        ]
     async with running_host(("slow", plugin), server=nats_server) as h2:
+
         def handled() -> bool:
             acked = h2.events_of(MessageHandled, outcome="ack")
             return any(e.stream_seq == late.seq for e in acked)
@@ -72,5 +79,6 @@ async def test_a_message_released_at_shutdown_reaches_the_next_host(nats_server,
             raise AssertionError(
                 f"the message that arrived after stop_intake was released {len(released)} times "
                 f"(deliveries {released}, max_deliver {MAX_DELIVER}) and never reached the next "
-                "host") from None
+                "host"
+            ) from None
     assert len(released) <= 1, f"released {len(released)} times: deliveries {released}"

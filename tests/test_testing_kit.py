@@ -39,8 +39,16 @@ class JsonConsumer:
 
     @hookimpl
     def register_consumers(self) -> list[ConsumerSpec]:
-        return [ConsumerSpec(self.stream, self.durable, (self.subject,),
-                             max_deliver=self.max_deliver, retry_delays=(0.1, 0.2), ack_wait=5)]
+        return [
+            ConsumerSpec(
+                self.stream,
+                self.durable,
+                (self.subject,),
+                max_deliver=self.max_deliver,
+                retry_delays=(0.1, 0.2),
+                ack_wait=5,
+            )
+        ]
 
     @hookimpl
     def startup(self, host: Host) -> None:
@@ -135,8 +143,13 @@ async def test_consumer_state_has_both_sides(nats_server) -> None:
 async def conformance(plugin: Any, **kw: Any) -> ConformanceReport:
     kw.setdefault("timeout", 5.0)
     return await check_consumer_plugin(
-        plugin, name=plugin.name, server=kw.pop("server"), subject=plugin.subject,
-        valid_message=lambda i: json.dumps({"i": i}).encode(), raise_on_failure=False, **kw
+        plugin,
+        name=plugin.name,
+        server=kw.pop("server"),
+        subject=plugin.subject,
+        valid_message=lambda i: json.dumps({"i": i}).encode(),
+        raise_on_failure=False,
+        **kw,
     )
 
 
@@ -145,8 +158,14 @@ async def test_a_well_behaved_plugin_passes_every_check(nats_server) -> None:
     report = await conformance(plugin, server=nats_server, failing_message=b"boom")
     assert report.ok, str(report)
     assert [c.name for c in report.checks] == [
-        "starts", "declares_consumer", "routes_subject", "acks_valid_message", "owner_check",
-        "dead_letters_bad_payload", "redelivers_after_failure", "failing_message_redelivered",
+        "starts",
+        "declares_consumer",
+        "routes_subject",
+        "acks_valid_message",
+        "owner_check",
+        "dead_letters_bad_payload",
+        "redelivers_after_failure",
+        "failing_message_redelivered",
         "shutdown_loses_nothing",
     ]
     assert report.consumer == f"{plugin.stream}/{plugin.durable}"
@@ -197,8 +216,11 @@ class TermsWhileStopping(JsonConsumer):
 @pytest.mark.parametrize(
     ("cls", "failed", "says"),
     [
-        (RaisesOnBadPayload, "dead_letters_bad_payload",
-         "was not terminated on its first delivery but nak'ed"),
+        (
+            RaisesOnBadPayload,
+            "dead_letters_bad_payload",
+            "was not terminated on its first delivery but nak'ed",
+        ),
         (NoOwnerCheck, "owner_check", "answered a message of a consumer it does not own"),
         (NotIdempotent, "redelivers_after_failure", "handlers must be idempotent"),
         (TermsWhileStopping, "shutdown_loses_nothing", "were never acked"),
@@ -225,11 +247,18 @@ async def test_a_plugin_without_a_consumer_fails_and_the_rest_is_skipped(nats_se
     assert report.check("declares_consumer").ok is False
     assert "declares no consumer" in report.check("declares_consumer").detail
     assert {c.name for c in report.checks if c.ok is None} >= {
-        "routes_subject", "dead_letters_bad_payload", "shutdown_loses_nothing"
+        "routes_subject",
+        "dead_letters_bad_payload",
+        "shutdown_loses_nothing",
     }
     with pytest.raises(AssertionError, match="declares_consumer"):
-        await check_consumer_plugin(NoConsumer(), name="no_consumer", server=nats_server,
-                                    subject="nowhere.x", valid_message=b"{}")
+        await check_consumer_plugin(
+            NoConsumer(),
+            name="no_consumer",
+            server=nats_server,
+            subject="nowhere.x",
+            valid_message=b"{}",
+        )
 
 
 async def test_a_plugin_that_cannot_start_fails_starts(nats_server) -> None:
@@ -249,7 +278,7 @@ async def test_interceptor_leaves_other_messages_alone(nats_server) -> None:
     """Messages without the conformance mark reach the plugin untouched, at full speed."""
     plugin = JsonConsumer(tok())
     async with running_host((plugin.name, plugin), server=nats_server) as h:
-        outs = await asyncio.gather(*(
-            h.publish_and_wait(plugin.subject, json.dumps({"i": i}).encode()) for i in range(20)
-        ))
+        outs = await asyncio.gather(
+            *(h.publish_and_wait(plugin.subject, json.dumps({"i": i}).encode()) for i in range(20))
+        )
         assert all(o.acked and o.deliveries == 1 for o in outs)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jetplug import ACK, ConsumerSpec, StreamSpec, hookimpl
-from jetplug import trace
+from jetplug import ACK, ConsumerSpec, StreamSpec, hookimpl, trace
 from jetplug.message import Message
 from jetplug.testing import running_host, wait_until
 
@@ -35,7 +34,12 @@ class Relay:
 
 def test_parse_rejects_invalid_values() -> None:
     assert trace.parse("00-" + "a" * 32 + "-" + "b" * 16 + "-01") == ("a" * 32, "b" * 16, "01")
-    for bad in ["", "junk", "00-" + "0" * 32 + "-" + "b" * 16 + "-01", "ff-" + "a" * 32 + "-" + "b" * 16 + "-01"]:
+    for bad in [
+        "",
+        "junk",
+        "00-" + "0" * 32 + "-" + "b" * 16 + "-01",
+        "ff-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    ]:
         assert trace.parse(bad) is None
 
 

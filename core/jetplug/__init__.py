@@ -15,7 +15,18 @@ from .errors import (
     StartupError,
 )
 from .hookspecs import hookimpl, hookspec
-from .types import ACK, Ack, ConsumerSpec, Decision, KeyValueSpec, Nak, PubAck, Publish, StreamSpec, Term
+from .types import (
+    ACK,
+    Ack,
+    ConsumerSpec,
+    Decision,
+    KeyValueSpec,
+    Nak,
+    PubAck,
+    Publish,
+    StreamSpec,
+    Term,
+)
 
 __version__ = "0.1.0"
 

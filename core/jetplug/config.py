@@ -74,7 +74,9 @@ class Config:
         for name in sorted(set(self.plugin_tables) | set(self.raw_plugin_tables)):
             table = self.plugin_tables.get(name)
             plugins[name] = (
-                msgspec.to_builtins(table) if table is not None else dict(self.raw_plugin_tables[name])
+                msgspec.to_builtins(table)
+                if table is not None
+                else dict(self.raw_plugin_tables[name])
             )
             if name in self.disabled_in_file:
                 plugins[name]["enabled"] = False
@@ -133,7 +135,8 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
 
 
 def _parse_env_value(raw: str) -> Any:
-    """An env value is read as a TOML value when it is one (``5``, ``true``, ``["a"]``), else text."""
+    """An env value is read as a TOML value when it is one (``5``, ``true``, ``["a"]``), else
+    text."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -151,7 +154,7 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
         if not parts:
             continue
         node = data
@@ -312,7 +315,7 @@ def _fits(value: Any, hint: Any) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(model: type[msgspec.Struct]) -> dict[str, Any]:
     return typing.get_type_hints(model, include_extras=True)
 
@@ -364,7 +367,11 @@ def build_config(
         if model is None:  # a model is given only for an enabled plugin (`-p NAME` beats the file)
             continue
         typed = validate_table(
-            cfg.raw_plugin_tables.get(name, {}), model, f"plugins.{name}", problems, env_paths=env_paths
+            cfg.raw_plugin_tables.get(name, {}),
+            model,
+            f"plugins.{name}",
+            problems,
+            env_paths=env_paths,
         )
         if typed is not None:
             cfg.plugin_tables[name] = typed
@@ -380,7 +387,9 @@ def _unknown_plugin(where: str, name: str, known: set[str]) -> str:
     return f"{where}: no installed plugin is called {name!r}{hint}; installed: {installed}"
 
 
-def load_raw(path: str | None, environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str | None]:
+def load_raw(
+    path: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], str | None]:
     """Read the raw TOML data the CLI should use and where it came from (None = defaults)."""
     env = os.environ if environ is None else environ
     resolved = resolve_path(path, env)

@@ -31,8 +31,13 @@ from .settings import NatsSettings
 
 log = logging.getLogger("jetplug.connection")
 #: TLS alerts a server sends when it does not accept the client certificate
-_CLIENT_CERT_ALERTS = ("ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
-                       "ALERT_DECRYPT_ERROR", "ALERT_ACCESS_DENIED")
+_CLIENT_CERT_ALERTS = (
+    "ALERT_UNKNOWN_CA",
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_CERTIFICATE_UNKNOWN",
+    "ALERT_DECRYPT_ERROR",
+    "ALERT_ACCESS_DENIED",
+)
 _PERMISSION = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
@@ -414,8 +419,7 @@ class Connection:
                 )
             elif attempts == 0:
                 what = (
-                    "lost the connection to NATS; reconnecting is off "
-                    "(nats.reconnect_attempts = 0)"
+                    "lost the connection to NATS; reconnecting is off (nats.reconnect_attempts = 0)"
                 )
             else:
                 what = "the connection to NATS was closed"

@@ -86,7 +86,7 @@ class EmbeddedServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         lines = [
             f'server_name: "{self.name}"',
-            "listen: 127.0.0.1:%d" % self.port,
+            f"listen: 127.0.0.1:{self.port:d}",
             "jetstream {",
             f'  store_dir: "{self.store_dir}"',
             "  sync_interval: always" if self.sync_always else "",
@@ -109,7 +109,7 @@ class EmbeddedServer:
         conf = self._write_config()
         log_path = self.log_file or self.store_dir / "nats-server.log"
         with open(log_path, "ab") as out:
-            self.process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+            self.process = subprocess.Popen(
                 [self.binary, "-c", str(conf)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -128,7 +128,9 @@ class EmbeddedServer:
                 return self
             time.sleep(0.02)
         self.stop()
-        raise StartupError(f"nats-server did not accept connections on port {self.port} in {timeout}s")
+        raise StartupError(
+            f"nats-server did not accept connections on port {self.port} in {timeout}s"
+        )
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
         """Stop the process by its pid (SIGTERM, then SIGKILL after ``timeout``)."""

@@ -40,7 +40,9 @@ class UsageError(JetplugError):
 class PluginLoadError(JetplugError):
     """A plugin could not be imported or registered."""
 
-    def __init__(self, name: str, distribution: str | None, version: str | None, cause: str) -> None:
+    def __init__(
+        self, name: str, distribution: str | None, version: str | None, cause: str
+    ) -> None:
         self.name = name
         self.distribution = distribution
         self.version = version

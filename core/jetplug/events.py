@@ -34,7 +34,8 @@ class ConnectionChanged(Event):
 
 @dataclass(frozen=True)
 class MessageHandled(Event):
-    """A message reached its outcome (``ack``, ``nak``, ``term``, ``dropped``) after ``duration`` s."""
+    """A message reached its outcome (``ack``, ``nak``, ``term``, ``dropped``) after
+    ``duration`` s."""
 
     name: ClassVar[str] = "message_handled"
     consumer: str

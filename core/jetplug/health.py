@@ -160,8 +160,10 @@ class Health:
         nc = host.connection.nc if host.connection is not None else None
         connected = nc is not None and nc.is_connected
         if not connected:
-            state = "closed" if nc is not None and nc.is_closed else (
-                "reconnecting" if nc is not None and nc.is_reconnecting else "disconnected"
+            state = (
+                "closed"
+                if nc is not None and nc.is_closed
+                else ("reconnecting" if nc is not None and nc.is_reconnecting else "disconnected")
             )
             problems.append(f"connection: {state}")
         for name in self.stream_names():

@@ -47,8 +47,8 @@ def validate_config(config: Config) -> list[str] | None:
 
     :param config: the validated configuration.
     :return: a list of problem messages, each starting with the key path it is about
-        (``plugins.x.subject: ...``); None or an empty list when all is well. Every problem from every
-        plugin is reported together.
+        (``plugins.x.subject: ...``); None or an empty list when all is well. Every problem from
+        every plugin is reported together.
     """
 
 
@@ -105,7 +105,8 @@ def register_streams(config: Config) -> list[StreamSpec] | None:
 
 @hookspec
 def register_consumers(config: Config) -> list[ConsumerSpec] | None:
-    """Declare the durable consumers this plugin owns; the host fetches and dispatches their messages.
+    """Declare the durable consumers this plugin owns; the host fetches and dispatches their
+    messages.
 
     Fires after ``register_streams``. The declaring plugin becomes the consumer's owner. Two plugins
     declaring the same ``(stream, durable)`` is a startup error naming both.
@@ -142,7 +143,8 @@ def startup(host: Host) -> None:
 @hookspec
 def shutdown(host: Host) -> None:
     """Release what ``startup`` took. Fires after intake stopped and in-flight handlers finished,
-    before the connection closes, in reverse registration order, each bounded by a timeout. Async ok.
+    before the connection closes, in reverse registration order, each bounded by a timeout.
+    Async ok.
 
     :param host: the running host; publishing still works here.
     :return: ignored.
@@ -216,7 +218,9 @@ def track_event(event: Event) -> None:
 
 
 #: hooks whose implementations may be ``async def``
-ASYNC_HOOKS = frozenset({"startup", "shutdown", "handle_message", "before_publish", "after_publish"})
+ASYNC_HOOKS = frozenset(
+    {"startup", "shutdown", "handle_message", "before_publish", "after_publish"}
+)
 
 
 def all_hook_names() -> list[str]:

@@ -122,8 +122,10 @@ class Host:
             http_port=core.embedded.http_port,
             sync_always=core.embedded.sync_always,
         ).start()
-        log.info("started embedded nats-server", extra={"url": self.embedded.url, "pid": self.embedded.pid,
-                                                        "store_dir": str(store)})
+        log.info(
+            "started embedded nats-server",
+            extra={"url": self.embedded.url, "pid": self.embedded.pid, "store_dir": str(store)},
+        )
 
     async def start(self) -> None:
         """Steps 1-5 of the module docstring; raises a JetplugError subclass on failure."""
@@ -142,7 +144,7 @@ class Host:
         self.engine = Engine(self.connection, self.config.core.jetstream, self.plugins, self.emit)
         try:
             await self.engine.api.account_info()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure here means no usable JetStream
             raise StartupError(f"JetStream is not available on the server: {exc}") from None
         await self.engine.provision(self.declarations)
         await self.engine.start_publisher()
@@ -186,7 +188,10 @@ class Host:
     def _check_duplicate_windows(self) -> None:
         js = self.config.core.jetstream
         horizon = retry_horizon(
-            js.publish_timeout, js.publish_attempts, js.publish_retry_wait, js.publish_retry_max_wait
+            js.publish_timeout,
+            js.publish_attempts,
+            js.publish_retry_wait,
+            js.publish_retry_max_wait,
         )
         for owner, stream in self.declarations.streams:
             window = min(stream.duplicate_window, stream.max_age or stream.duplicate_window)
@@ -203,7 +208,8 @@ class Host:
             await self.start()
             assert self.connection is not None and self.connection.lost is not None
             stop = asyncio.ensure_future(self.stop_requested.wait())
-            done, _ = await asyncio.wait({stop, self.connection.lost}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {stop, self.connection.lost}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if self.connection.lost in done:
                 stop.cancel()
                 raise self.connection.lost.result()
@@ -219,7 +225,11 @@ class Host:
         self.stopping = True
         timeout = self.config.core.host.shutdown_timeout
         result: dict[str, Any] = {}
-        lost = self.connection is not None and self.connection.lost is not None and self.connection.lost.done()
+        lost = (
+            self.connection is not None
+            and self.connection.lost is not None
+            and self.connection.lost.done()
+        )
         if self.engine is not None and not lost:
             result = await self.engine.stop(timeout)
         if self.started.is_set() and not lost:

@@ -32,9 +32,16 @@ log = logging.getLogger("jetplug.http")
 MAX_HEAD = 8192
 #: seconds a client gets to send its request head
 READ_TIMEOUT = 5.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 JSON = "application/json"
 
 
@@ -64,8 +71,12 @@ class HttpServer:
             ) from None
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
-        log.info("health and metrics on http://%s:%d", s.host, self.port,
-                 extra={"endpoints": "/healthz,/readyz,/metrics"})
+        log.info(
+            "health and metrics on http://%s:%d",
+            s.host,
+            self.port,
+            extra={"endpoints": "/healthz,/readyz,/metrics"},
+        )
         return self.port
 
     async def stop(self) -> None:

@@ -119,17 +119,20 @@ class KeyValue:
             stored = await self._write(key, new, entry.revision if entry else 0)
             if stored is not None:
                 return new, True
-        raise ConflictError(f"key {key!r} in bucket {self.bucket!r}: {attempts} concurrent updates in a row")
+        raise ConflictError(
+            f"key {key!r} in bucket {self.bucket!r}: {attempts} concurrent updates in a row"
+        )
 
     async def keys(self) -> list[str]:
         """Every key currently in the bucket (the server pages long subject lists)."""
         keys: list[str] = []
         while True:
             info = await self.api.request(
-                f"STREAM.INFO.{self.stream}", {"subjects_filter": self.prefix + ">", "offset": len(keys)}
+                f"STREAM.INFO.{self.stream}",
+                {"subjects_filter": self.prefix + ">", "offset": len(keys)},
             )
             page = (info.get("state") or {}).get("subjects") or {}
-            keys.extend(s[len(self.prefix):] for s in page)
+            keys.extend(s[len(self.prefix) :] for s in page)
             if not page or len(keys) >= int(info.get("total") or 0):
                 return sorted(keys)
 

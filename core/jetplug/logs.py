@@ -33,7 +33,9 @@ def scrub(text: str) -> str:
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The ``extra=`` fields of a record (consumer, stream_seq, deliveries, ...)."""
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+    }
 
 
 class SecretFilter(logging.Filter):
@@ -87,8 +89,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-def setup_logging(level: str = "info", fmt: str = "text", levels: dict[str, str] | None = None) -> None:
-    """Configure the root ``jetplug`` logger family (idempotent); ``levels`` sets per-logger levels."""
+def setup_logging(
+    level: str = "info", fmt: str = "text", levels: dict[str, str] | None = None
+) -> None:
+    """Configure the root ``jetplug`` logger family (idempotent); ``levels`` sets per-logger
+    levels."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(SecretFilter())

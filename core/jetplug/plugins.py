@@ -22,6 +22,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
@@ -232,7 +233,9 @@ def _async_wrappers(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return problems
 
 
-def _register(pm: pluggy.PluginManager, obj: object, record: PluginRecord, *, check: bool = True) -> bool:
+def _register(
+    pm: pluggy.PluginManager, obj: object, record: PluginRecord, *, check: bool = True
+) -> bool:
     """Register ``obj`` under its plugin name; on any problem mark the record broken.
 
     With ``check=False`` the hook-name check is left to :func:`_check_registered` (discovery
@@ -257,10 +260,12 @@ def _check_registered(pm: pluggy.PluginManager, obj: object, record: PluginRecor
     return True
 
 
-def _add_plugin_hookspecs(pm: pluggy.PluginManager, records: dict[str, PluginRecord]) -> list[object]:
+def _add_plugin_hookspecs(
+    pm: pluggy.PluginManager, records: dict[str, PluginRecord]
+) -> list[ModuleType | type]:
     """Add the hook specs plugins define for each other (``register_hookspecs``); return them."""
     added: set[int] = set()
-    namespaces: list[object] = []
+    namespaces: list[ModuleType | type] = []
     for impl in reversed(pm.hook.register_hookspecs.get_hookimpls()):
         try:
             namespace = _call(impl)
@@ -322,9 +327,15 @@ def discover(
         except Exception as exc:  # noqa: BLE001 - any import failure makes the plugin broken
             _mark_broken(record, f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}")
             continue
-        if enabled and getattr(obj, OPT_IN_ATTRIBUTE, False) and not selection.explicitly_enabled(ep.name):
+        if (
+            enabled
+            and getattr(obj, OPT_IN_ATTRIBUTE, False)
+            and not selection.explicitly_enabled(ep.name)
+        ):
             enabled = record.selected = False
-            reason = f"opt-in plugin: enable it with [plugins.{ep.name}] enabled = true or -p {ep.name}"
+            reason = (
+                f"opt-in plugin: enable it with [plugins.{ep.name}] enabled = true or -p {ep.name}"
+            )
         if enabled:
             if _register(pm, obj, record, check=False):
                 record.status = "enabled"
@@ -354,7 +365,11 @@ def discover(
     namespaces = _add_plugin_hookspecs(pm, records)
     for record in records.values():
         obj = pm.get_plugin(record.name)
-        if record.status == "enabled" and obj is not None and not _check_registered(pm, obj, record):
+        if (
+            record.status == "enabled"
+            and obj is not None
+            and not _check_registered(pm, obj, record)
+        ):
             record.status = "broken"
     for obj, record, reason in listed_only:
         scratch = new_manager()
@@ -406,7 +421,7 @@ def _close_pending(results: Sequence[Any]) -> None:
             value.close()
 
 
-MessageHandler = Callable[["Message"], "Decision | None | Awaitable[Decision | None]"]
+MessageHandler = Callable[["Message"], "Decision | Awaitable[Decision | None] | None"]
 
 
 class Plugins:
@@ -468,7 +483,7 @@ class Plugins:
         for impl in self._impls("register_config_schema"):
             try:
                 models[impl.plugin_name] = _call(impl)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise StartupError(
                     f"plugin {impl.plugin_name!r}: register_config_schema failed: {exc}"
                 ) from exc
@@ -524,7 +539,8 @@ class Plugins:
                 raise StartupError(f"plugin {impl.plugin_name!r} failed at startup: {exc}") from exc
 
     async def shutdown(self, host: Host, timeout: float) -> None:
-        """Run every ``shutdown`` in reverse order, each bounded by ``timeout``; failures are logged."""
+        """Run every ``shutdown`` in reverse order, each bounded by ``timeout``; failures are
+        logged."""
         import asyncio
 
         for impl in reversed(self._impls("shutdown")):
@@ -549,7 +565,8 @@ class Plugins:
     # --- publishing ---------------------------------------------------------------------------
 
     def has_publish_hooks(self) -> tuple[bool, bool]:
-        """Whether any plugin implements ``before_publish`` / ``after_publish`` (fast path if not)."""
+        """Whether any plugin implements ``before_publish`` / ``after_publish`` (fast path if
+        not)."""
         return bool(self._impls("before_publish")), bool(self._impls("after_publish"))
 
     async def before_publish(self, publish: Publish) -> None:

@@ -50,8 +50,15 @@ class Names:
         check_name(name)
         dashed = name.replace("_", "-")
         major_minor = ".".join(__version__.split(".")[:2])
-        return cls(name, f"jetplug_{name}", f"jetplug-{dashed}", name.upper(), dashed,
-                   f"{name}.events", major_minor)
+        return cls(
+            name,
+            f"jetplug_{name}",
+            f"jetplug-{dashed}",
+            name.upper(),
+            dashed,
+            f"{name}.events",
+            major_minor,
+        )
 
 
 def check_name(name: str) -> None:
@@ -65,8 +72,10 @@ def check_name(name: str) -> None:
         raise UsageError(f"plugin name {name!r} is a Python keyword; choose another")
     builtin = {n for n, _ in BUILTIN_PLUGINS}
     if name in builtin:
-        raise UsageError(f"plugin name {name!r} is taken by a built-in plugin "
-                         f"({', '.join(sorted(builtin))}); choose another")
+        raise UsageError(
+            f"plugin name {name!r} is taken by a built-in plugin "
+            f"({', '.join(sorted(builtin))}); choose another"
+        )
 
 
 def _walk(node: Traversable, prefix: str = "") -> list[tuple[str, Traversable]]:
@@ -120,8 +129,10 @@ def new_plugin(name: str, directory: Path | None = None) -> Path:
     names = Names.of(name)
     target = directory if directory is not None else default_directory(names)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UsageError(f"{target} already exists and is not an empty directory; nothing was "
-                         "written (choose another --dir or remove it)")
+        raise UsageError(
+            f"{target} already exists and is not an empty directory; nothing was "
+            "written (choose another --dir or remove it)"
+        )
     files = render(names)
     for rel, content in files.items():
         path = target / rel

@@ -32,7 +32,8 @@ class HostSettings(Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: text for people, json (one object per line) for machines (the CLI's --log-format wins)
     log_format: Literal["text", "json"] = "text"
-    #: per-logger levels that override log_level, e.g. {"jetplug.consumer" = "debug", "nats" = "error"}
+    #: per-logger levels that override log_level,
+    #: e.g. {"jetplug.consumer" = "debug", "nats" = "error"}
     log_levels: dict[str, Literal["debug", "info", "warning", "error", "critical"]] = msgspec.field(
         default_factory=dict
     )
@@ -130,7 +131,8 @@ class DlqSettings(Section):
 class JetStreamSettings(Section):
     """``[jetstream]``: how the host treats streams, consumers and publishes."""
 
-    #: manage: create and update; verify: compare and refuse to start on drift; off: trust the server
+    #: manage: create and update; verify: compare and refuse to start on drift;
+    #: off: trust the server
     provision: Literal["manage", "verify", "off"] = "manage"
     #: JetStream domain, for leaf-node setups
     domain: str = ""

@@ -155,8 +155,10 @@ class MessageOutcome:
         """One line for assertion messages: ``term (invalid_payload: ...) by plugin x ...``."""
         detail = ", ".join(p for p in (self.reason, self.error) if p)
         by = f" by plugin {self.plugin!r}" if self.plugin else ""
-        return (f"{self.outcome}{f' ({detail})' if detail else ''}{by} on delivery "
-                f"{self.deliveries} of {self.pub_ack.stream}#{self.pub_ack.seq}")
+        return (
+            f"{self.outcome}{f' ({detail})' if detail else ''}{by} on delivery "
+            f"{self.deliveries} of {self.pub_ack.stream}#{self.pub_ack.seq}"
+        )
 
 
 @dataclass(frozen=True)
@@ -228,12 +230,14 @@ class HostHarness:
         ``h.events_of(MessageHandled, outcome="term", consumer="orders")``
         """
         return [
-            e for e in self._recorder.events
+            e
+            for e in self._recorder.events
             if isinstance(e, kind) and all(getattr(e, k, _MISSING) == v for k, v in fields.items())
         ]
 
     async def wait_event(self, predicate: Callable[[Any], bool], timeout: float = 10.0) -> Any:
         """The first recorded event (past or future) for which ``predicate`` is true."""
+
         def find() -> Any:
             return next((e for e in self._recorder.events if predicate(e)), None)
 
@@ -241,14 +245,17 @@ class HostHarness:
 
     # --- messages -------------------------------------------------------------------------------
 
-    async def publish(self, subject: str, data: bytes, headers: Mapping[str, str] | None = None,
-                      msg_id: str = "") -> PubAck:
+    async def publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None, msg_id: str = ""
+    ) -> PubAck:
         """Publish through the host's publisher and return the pub-ack."""
-        return await self.host.publisher.publish(subject, data, headers=dict(headers or {}),
-                                                 msg_id=msg_id)
+        return await self.host.publisher.publish(
+            subject, data, headers=dict(headers or {}), msg_id=msg_id
+        )
 
-    async def outcome(self, stream_seq: int, consumer: str = "", timeout: float = 10.0,
-                      final: bool = True) -> MessageHandled:
+    async def outcome(
+        self, stream_seq: int, consumer: str = "", timeout: float = 10.0, final: bool = True
+    ) -> MessageHandled:
         """The :class:`MessageHandled` of a stream sequence; with ``final``, ack or term only.
 
         Prefer :meth:`wait_outcome`, which also matches the stream.
@@ -256,14 +263,19 @@ class HostHarness:
         finals = FINAL_OUTCOMES if final else ALL_OUTCOMES
 
         def match(e: Any) -> bool:
-            return (isinstance(e, MessageHandled) and e.stream_seq == stream_seq
-                    and (not consumer or e.consumer == consumer) and e.outcome in finals)
+            return (
+                isinstance(e, MessageHandled)
+                and e.stream_seq == stream_seq
+                and (not consumer or e.consumer == consumer)
+                and e.outcome in finals
+            )
 
         result: MessageHandled = await self.wait_event(match, timeout)
         return result
 
-    async def wait_outcome(self, pub_ack: PubAck, consumer: str = "", *, final: bool = True,
-                           timeout: float = 10.0) -> MessageOutcome:
+    async def wait_outcome(
+        self, pub_ack: PubAck, consumer: str = "", *, final: bool = True, timeout: float = 10.0
+    ) -> MessageOutcome:
         """Wait until the message ``pub_ack`` points at reaches an outcome.
 
         :param consumer: durable name, when several consumers read the message.
@@ -275,9 +287,12 @@ class HostHarness:
 
         def history() -> list[MessageHandled]:
             return [
-                e for e in self._recorder.events
-                if isinstance(e, MessageHandled) and e.stream == pub_ack.stream
-                and e.stream_seq == pub_ack.seq and (not consumer or e.consumer == consumer)
+                e
+                for e in self._recorder.events
+                if isinstance(e, MessageHandled)
+                and e.stream == pub_ack.stream
+                and e.stream_seq == pub_ack.seq
+                and (not consumer or e.consumer == consumer)
             ]
 
         def found() -> MessageHandled | None:
@@ -294,8 +309,9 @@ class HostHarness:
             ) from None
         letters = self.events_of(MessageDeadLettered, stream=pub_ack.stream, stream_seq=pub_ack.seq)
         dead = next((e for e in letters if not consumer or e.consumer == consumer), None)
-        return MessageOutcome(pub_ack, handled, history(),
-                              dead if handled.outcome == "term" else None)
+        return MessageOutcome(
+            pub_ack, handled, history(), dead if handled.outcome == "term" else None
+        )
 
     async def publish_and_wait(
         self,
@@ -320,8 +336,14 @@ class HostHarness:
         return list(self.host.declarations.consumers)
 
     def _spec(self, durable: str, stream: str) -> ConsumerSpec | None:
-        return next((c for c in self.host.declarations.consumers
-                     if c.durable == durable and (not stream or c.stream == stream)), None)
+        return next(
+            (
+                c
+                for c in self.host.declarations.consumers
+                if c.durable == durable and (not stream or c.stream == stream)
+            ),
+            None,
+        )
 
     async def consumer_state(self, durable: str, stream: str = "") -> ConsumerState:
         """The runner status and the server's info of one consumer.
@@ -335,22 +357,26 @@ class HostHarness:
         stream = stream or (spec.stream if spec else "")
         if not stream:
             declared = ", ".join(c.key for c in self.host.declarations.consumers) or "none"
-            raise AssertionError(f"consumer {durable!r} is not declared by any plugin of this host "
-                                 f"(declared: {declared}); pass stream= for another one")
+            raise AssertionError(
+                f"consumer {durable!r} is not declared by any plugin of this host "
+                f"(declared: {declared}); pass stream= for another one"
+            )
         engine = self.host.engine
         assert engine is not None, "the host is not started"
         try:
             info = await engine.api.consumer_info(stream, durable)
         except ApiError as exc:
             if exc.not_found:
-                raise AssertionError(f"consumer {stream}/{durable} does not exist on the server: "
-                                     f"{exc}") from None
+                raise AssertionError(
+                    f"consumer {stream}/{durable} does not exist on the server: {exc}"
+                ) from None
             raise
         runner = engine.runners.get(f"{stream}/{durable}")
         return ConsumerState(stream, durable, runner.status() if runner else None, info)
 
-    async def wait_settled(self, durable: str, stream: str = "",
-                           timeout: float = 10.0) -> ConsumerState:
+    async def wait_settled(
+        self, durable: str, stream: str = "", timeout: float = 10.0
+    ) -> ConsumerState:
         """Wait until the consumer has nothing pending and nothing awaiting an ack."""
         last: list[ConsumerState] = []
 
@@ -363,10 +389,12 @@ class HostHarness:
             await wait_until(settled, timeout, interval=0.05)
         except AssertionError:
             s = last[0] if last else None
-            counts = (f": num_pending={s.num_pending}, num_ack_pending={s.num_ack_pending}"
-                      if s else "")
+            counts = (
+                f": num_pending={s.num_pending}, num_ack_pending={s.num_ack_pending}" if s else ""
+            )
             raise AssertionError(
-                f"consumer {durable!r} not settled within {timeout}s{counts}") from None
+                f"consumer {durable!r} not settled within {timeout}s{counts}"
+            ) from None
         return last[0]
 
     async def dead_letters(self, consumer: str = "", reason: str = "") -> list[Any]:
@@ -409,8 +437,9 @@ async def publish_and_wait(
     any kind, e.g. the ``nak`` after a handler raised. Raises AssertionError after ``timeout``
     seconds with what happened so far.
     """
-    return await harness.publish_and_wait(subject, data, headers, msg_id=msg_id, consumer=consumer,
-                                          final=final, timeout=timeout)
+    return await harness.publish_and_wait(
+        subject, data, headers, msg_id=msg_id, consumer=consumer, final=final, timeout=timeout
+    )
 
 
 def _config_data(config: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -512,8 +541,10 @@ class ConformanceReport:
         passed = sum(1 for c in self.checks if c.ok)
         skipped = sum(1 for c in self.checks if c.ok is None)
         where = f" (consumer {self.consumer})" if self.consumer else ""
-        head = (f"conformance of plugin {self.plugin!r}{where}: {passed} passed, "
-                f"{len(self.failures)} failed" + (f", {skipped} skipped" if skipped else ""))
+        head = (
+            f"conformance of plugin {self.plugin!r}{where}: {passed} passed, "
+            f"{len(self.failures)} failed" + (f", {skipped} skipped" if skipped else "")
+        )
         return "\n".join([head, *("  " + c.line() for c in self.checks)])
 
 
@@ -729,32 +760,44 @@ async def check_consumer_plugin(
             report.consumer = ctx.target.key if ctx.target else ""
             await _run(report, "acks_valid_message", lambda: _acks_valid(h, ctx))
             await _run(report, "owner_check", lambda: _owner_check(h, ctx, foreign))
-            await _run(report, "dead_letters_bad_payload",
-                       lambda: _dead_letters(h, ctx, bad_payload))
-            await _run(report, "redelivers_after_failure",
-                       lambda: _redelivers(h, ctx, interceptor))
+            await _run(
+                report, "dead_letters_bad_payload", lambda: _dead_letters(h, ctx, bad_payload)
+            )
+            await _run(report, "redelivers_after_failure", lambda: _redelivers(h, ctx, interceptor))
             if failing_message is not None:
-                await _run(report, "failing_message_redelivered",
-                           lambda: _failing_redelivered(h, ctx, failing_message))
+                await _run(
+                    report,
+                    "failing_message_redelivered",
+                    lambda: _failing_redelivered(h, ctx, failing_message),
+                )
             if ctx.target is not None:
                 try:
-                    in_flight_at_stop = await _publish_batch(h, ctx, interceptor, batch,
-                                                             batch_acks)
+                    in_flight_at_stop = await _publish_batch(h, ctx, interceptor, batch, batch_acks)
                 except AssertionError as exc:
                     batch_failure = str(exc)
     except Exception as exc:  # noqa: BLE001 - reported as a failed check
         if not runs:
-            report.add("starts", False, f"the host did not start with the plugin: "
-                                        f"{type(exc).__name__}: {exc}")
+            report.add(
+                "starts",
+                False,
+                f"the host did not start with the plugin: {type(exc).__name__}: {exc}",
+            )
         else:
-            report.add("stops", False, f"the host failed while stopping or between checks: "
-                                       f"{type(exc).__name__}: {exc}")
+            report.add(
+                "stops",
+                False,
+                f"the host failed while stopping or between checks: {type(exc).__name__}: {exc}",
+            )
     if batch_failure:
         report.add("shutdown_loses_nothing", False, batch_failure)
     elif runs and batch_acks:
-        await _run(report, "shutdown_loses_nothing",
-                   lambda: _restart_and_count(runs, ctx, under_test, data, server, batch_acks,
-                                              in_flight_at_stop, foreign.stream))
+        await _run(
+            report,
+            "shutdown_loses_nothing",
+            lambda: _restart_and_count(
+                runs, ctx, under_test, data, server, batch_acks, in_flight_at_stop, foreign.stream
+            ),
+        )
     elif runs:
         report.add("shutdown_loses_nothing", None, "not run: no batch was published")
     if raise_on_failure:
@@ -765,16 +808,25 @@ async def check_consumer_plugin(
 async def _declares_consumer(h: HostHarness, ctx: _Context) -> str:
     owned = [c for c in h.consumers if c.owner == ctx.name]
     if not owned:
-        others = ", ".join(f"{c.key} (owner {c.owner})" for c in h.consumers
-                           if c.owner != _ForeignConsumer.NAME) or "none"
-        raise AssertionError(f"plugin {ctx.name!r} declares no consumer: register_consumers "
-                             f"returned nothing (other consumers: {others})")
+        others = (
+            ", ".join(
+                f"{c.key} (owner {c.owner})"
+                for c in h.consumers
+                if c.owner != _ForeignConsumer.NAME
+            )
+            or "none"
+        )
+        raise AssertionError(
+            f"plugin {ctx.name!r} declares no consumer: register_consumers "
+            f"returned nothing (other consumers: {others})"
+        )
     lines = []
     for spec in owned:
         state = await h.consumer_state(spec.durable, spec.stream)
         assert state.state == "running", (
             f"consumer {spec.key} exists on the server but its runner is {state.state!r}: "
-            f"{(state.runner or {}).get('reason', '')}")
+            f"{(state.runner or {}).get('reason', '')}"
+        )
         lines.append(spec.key)
     return f"{', '.join(lines)} on the server, running"
 
@@ -784,20 +836,28 @@ async def _routes_subject(h: HostHarness, ctx: _Context, consumer: str) -> str:
     if not owned:
         raise _Skip("the plugin declares no consumer")
     pub_ack = await h.publish(ctx.subject, ctx.next_message(), ctx.headers)
+
     def reads(c: ConsumerSpec) -> bool:
         filters = c.filter_subjects
         return not filters or any(subject_matches(f, ctx.subject) for f in filters)
 
-    candidates = [c for c in owned if c.stream == pub_ack.stream and reads(c)
-                  and (not consumer or c.durable == consumer)]
+    candidates = [
+        c
+        for c in owned
+        if c.stream == pub_ack.stream and reads(c) and (not consumer or c.durable == consumer)
+    ]
     if not candidates:
         listed = ", ".join(f"{c.key} filter {list(c.filter_subjects) or 'all'}" for c in owned)
-        raise AssertionError(f"{ctx.subject!r} is stored in stream {pub_ack.stream!r}, but no "
-                             f"consumer of plugin {ctx.name!r} reads it there (its consumers: "
-                             f"{listed})")
+        raise AssertionError(
+            f"{ctx.subject!r} is stored in stream {pub_ack.stream!r}, but no "
+            f"consumer of plugin {ctx.name!r} reads it there (its consumers: "
+            f"{listed})"
+        )
     if len(candidates) > 1:
-        raise AssertionError(f"several consumers of plugin {ctx.name!r} read {ctx.subject!r} "
-                             f"({', '.join(c.key for c in candidates)}): pass consumer=DURABLE")
+        raise AssertionError(
+            f"several consumers of plugin {ctx.name!r} read {ctx.subject!r} "
+            f"({', '.join(c.key for c in candidates)}): pass consumer=DURABLE"
+        )
     ctx.target = candidates[0]
     ctx.first = pub_ack
     return f"stored in {pub_ack.stream}, read by {ctx.target.key}"
@@ -808,67 +868,99 @@ async def _acks_valid(h: HostHarness, ctx: _Context) -> str:
     assert ctx.first is not None
     out = await h.wait_outcome(ctx.first, target.durable, final=False, timeout=ctx.timeout)
     other = out.plugin and out.plugin != ctx.name
-    hint = (" (another plugin decided: does handle_message return None when "
-            f"msg.consumer.owner != {ctx.name!r}?)") if other else ""
+    hint = (
+        (
+            " (another plugin decided: does handle_message return None when "
+            f"msg.consumer.owner != {ctx.name!r}?)"
+        )
+        if other
+        else ""
+    )
     assert out.acked and out.deliveries == 1, (
-        f"valid_message was not acked on its first delivery: {out.describe()}{hint}")
+        f"valid_message was not acked on its first delivery: {out.describe()}{hint}"
+    )
     assert not other, f"valid_message was acked by plugin {out.plugin!r}, not {ctx.name!r}"
     return f"acked on delivery 1 ({out.handled.duration * 1000:.1f} ms)"
 
 
 async def _owner_check(h: HostHarness, ctx: _Context, foreign: _ForeignConsumer) -> str:
-    out = await h.publish_and_wait(foreign.subject, ctx.next_message(), ctx.headers,
-                                   consumer=foreign.durable, final=False, timeout=ctx.timeout)
+    out = await h.publish_and_wait(
+        foreign.subject,
+        ctx.next_message(),
+        ctx.headers,
+        consumer=foreign.durable,
+        final=False,
+        timeout=ctx.timeout,
+    )
     assert out.plugin == foreign.NAME, (
         f"handle_message of plugin {ctx.name!r} answered a message of a consumer it does not own "
-        f"({out.describe()}); start it with `if msg.consumer.owner != {ctx.name!r}: return None`")
+        f"({out.describe()}); start it with `if msg.consumer.owner != {ctx.name!r}: return None`"
+    )
     return "passes messages of other plugins' consumers"
 
 
 async def _dead_letters(h: HostHarness, ctx: _Context, bad_payload: bytes) -> str:
     target = ctx.require_target()
-    out = await h.publish_and_wait(ctx.subject, bad_payload, ctx.headers, consumer=target.durable,
-                                   final=False, timeout=ctx.timeout)
+    out = await h.publish_and_wait(
+        ctx.subject,
+        bad_payload,
+        ctx.headers,
+        consumer=target.durable,
+        final=False,
+        timeout=ctx.timeout,
+    )
     if out.outcome == "nak":
         raise AssertionError(
             f"bad_payload {bad_payload[:40]!r} was not terminated on its first delivery but "
             f"nak'ed ({out.error or out.reason}): it would be retried {target.max_deliver} times. "
             "Return Term('invalid_payload', '<what is wrong>') for a payload that can never be "
-            "processed instead of raising")
+            "processed instead of raising"
+        )
     assert out.terminated, (
-        f"bad_payload {bad_payload[:40]!r} was not dead-lettered: {out.describe()}")
+        f"bad_payload {bad_payload[:40]!r} was not dead-lettered: {out.describe()}"
+    )
     assert out.plugin == ctx.name, f"bad_payload was terminated by {out.plugin!r}, not {ctx.name!r}"
     assert out.dead_letter is not None, "terminated but no MessageDeadLettered event"
     letters = [d for d in await h.dead_letters(target.key) if d.original_seq == out.stream_seq]
-    assert letters, (f"no copy of {target.stream}#{out.stream_seq} in the dead-letter stream "
-                     f"({h.host.config.core.jetstream.dlq.stream})")
+    assert letters, (
+        f"no copy of {target.stream}#{out.stream_seq} in the dead-letter stream "
+        f"({h.host.config.core.jetstream.dlq.stream})"
+    )
     letter = letters[0]
     assert letter.data == bad_payload, "the dead letter's data differs from the original payload"
     assert letter.reason == out.reason, f"dead letter reason {letter.reason!r} != {out.reason!r}"
     state = await h.consumer_state(target.durable, target.stream)
     assert state.state == "running", f"the consumer is {state.state!r} after a bad payload"
-    return (f"terminated on delivery 1 with reason {out.reason!r}, dead letter #{letter.seq} "
-            f"stored, consumer still running")
+    return (
+        f"terminated on delivery 1 with reason {out.reason!r}, dead letter #{letter.seq} "
+        f"stored, consumer still running"
+    )
 
 
 async def _redelivers(h: HostHarness, ctx: _Context, interceptor: _Interceptor) -> str:
     target = ctx.require_target()
     if target.max_deliver == 1:
-        raise AssertionError(f"consumer {target.key} has max_deliver = 1: an exception "
-                             "dead-letters the message at once instead of retrying it")
+        raise AssertionError(
+            f"consumer {target.key} has max_deliver = 1: an exception "
+            "dead-letters the message at once instead of retrying it"
+        )
     pub_ack = await h.publish(ctx.subject, ctx.next_message(), ctx.headers_with("fail"))
     first = await h.wait_outcome(pub_ack, target.durable, final=False, timeout=ctx.timeout)
     assert first.outcome == "nak", (
-        f"after an exception the message was not nak'ed: {first.describe()}")
-    final = await h.wait_outcome(pub_ack, target.durable,
-                                 timeout=ctx.timeout + target.retry_delay(1))
+        f"after an exception the message was not nak'ed: {first.describe()}"
+    )
+    final = await h.wait_outcome(
+        pub_ack, target.durable, timeout=ctx.timeout + target.retry_delay(1)
+    )
     decided = interceptor.decided.get((target.stream, pub_ack.seq))
     assert final.acked and final.deliveries >= 2, (
         f"after a failure following the handler (which decided {decided!r}), the redelivery "
         f"ended {final.describe()}; a message can be delivered again after the handler ran, so "
-        "handlers must be idempotent (the second run must also ack)")
-    return (f"nak'ed after the injected failure, redelivered and acked on delivery "
-            f"{final.deliveries}")
+        "handlers must be idempotent (the second run must also ack)"
+    )
+    return (
+        f"nak'ed after the injected failure, redelivered and acked on delivery {final.deliveries}"
+    )
 
 
 async def _failing_redelivered(h: HostHarness, ctx: _Context, failing: bytes) -> str:
@@ -876,17 +968,25 @@ async def _failing_redelivered(h: HostHarness, ctx: _Context, failing: bytes) ->
     pub_ack = await h.publish(ctx.subject, failing, ctx.headers)
     first = await h.wait_outcome(pub_ack, target.durable, final=False, timeout=ctx.timeout)
     assert first.outcome == "nak" and first.error, (
-        f"failing_message did not fail with an exception on delivery 1: {first.describe()}")
+        f"failing_message did not fail with an exception on delivery 1: {first.describe()}"
+    )
     if target.max_deliver > 1:
         wait = ctx.timeout + target.retry_delay(1)
         await h.wait_event(
-            lambda e: isinstance(e, MessageHandled) and e.stream == pub_ack.stream
-            and e.stream_seq == pub_ack.seq and e.deliveries >= 2, wait)
+            lambda e: (
+                isinstance(e, MessageHandled)
+                and e.stream == pub_ack.stream
+                and e.stream_seq == pub_ack.seq
+                and e.deliveries >= 2
+            ),
+            wait,
+        )
     return f"nak'ed with {first.error[:80]!r} and delivered again"
 
 
-async def _publish_batch(h: HostHarness, ctx: _Context, interceptor: _Interceptor, batch: int,
-                         acks: list[PubAck]) -> int:
+async def _publish_batch(
+    h: HostHarness, ctx: _Context, interceptor: _Interceptor, batch: int, acks: list[PubAck]
+) -> int:
     """Publish ``batch`` held messages; return how many are in flight when the host is stopped.
 
     The stop comes once the consumer's in-flight budget is full of held handlers (or every
@@ -898,17 +998,26 @@ async def _publish_batch(h: HostHarness, ctx: _Context, interceptor: _Intercepto
     for _ in range(batch):
         acks.append(await h.publish(ctx.subject, ctx.next_message(), ctx.headers_with("hold")))
     want = min(batch, target.in_flight)
-    await wait_until(lambda: interceptor.held - held_before >= want, ctx.timeout,
-                     message=f"{want} batch message(s) never reached the plugin at once")
+    await wait_until(
+        lambda: interceptor.held - held_before >= want,
+        ctx.timeout,
+        message=f"{want} batch message(s) never reached the plugin at once",
+    )
     assert h.host.engine is not None
     runner = h.host.engine.runners.get(target.key)
     return len(runner.in_flight) if runner else 0
 
 
-async def _restart_and_count(runs: list[HostHarness], ctx: _Context,
-                             under_test: list[object | tuple[str, object]], data: dict[str, Any],
-                             server: EmbeddedServer, acks: list[PubAck], in_flight_at_stop: int,
-                             scratch_stream: str) -> str:
+async def _restart_and_count(
+    runs: list[HostHarness],
+    ctx: _Context,
+    under_test: list[object | tuple[str, object]],
+    data: dict[str, Any],
+    server: EmbeddedServer,
+    acks: list[PubAck],
+    in_flight_at_stop: int,
+    scratch_stream: str,
+) -> str:
     target = ctx.require_target()
     wanted = {(a.stream, a.seq) for a in acks}
 
@@ -940,7 +1049,8 @@ async def _restart_and_count(runs: list[HostHarness], ctx: _Context,
             raise AssertionError(
                 f"after stopping with {in_flight_at_stop} message(s) in flight and starting again, "
                 f"{len(missing)} of {len(wanted)} were never acked: seqs {missing}; outcomes seen "
-                f"{ {k[1]: sorted(v) for k, v in seen.items() if k[1] in missing} }") from None
+                f"{ {k[1]: sorted(v) for k, v in seen.items() if k[1] in missing} }"
+            ) from None
         await _delete_stream(h2, scratch_stream)
     terminated = sorted(k[1] for k, v in outcomes().items() if "term" in v)
     assert not terminated, f"messages terminated around the restart: seqs {terminated}"
@@ -951,10 +1061,12 @@ async def _restart_and_count(runs: list[HostHarness], ctx: _Context,
 
     released = first_run("released")
     before = len(wanted & first_run("ack"))
-    return (f"{len(wanted) - len(down)} published, the host stopped with {in_flight_at_stop} in "
-            f"flight, {len(down)} published while it was down; {before} acked by the first host "
-            f"(in-flight ones during its shutdown), {len(wanted & released)} released by it, "
-            f"{len(wanted) - before} acked after the restart; none lost")
+    return (
+        f"{len(wanted) - len(down)} published, the host stopped with {in_flight_at_stop} in "
+        f"flight, {len(down)} published while it was down; {before} acked by the first host "
+        f"(in-flight ones during its shutdown), {len(wanted & released)} released by it, "
+        f"{len(wanted) - before} acked after the restart; none lost"
+    )
 
 
 async def _publish_while_down(server: EmbeddedServer, ctx: _Context, count: int) -> list[PubAck]:

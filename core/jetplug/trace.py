@@ -22,7 +22,8 @@ current: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.Conte
 
 
 def parse(value: str | None) -> tuple[str, str, str] | None:
-    """``(trace_id, span_id, flags)`` of a valid traceparent, else None (all-zero ids are invalid)."""
+    """``(trace_id, span_id, flags)`` of a valid traceparent, else None (all-zero ids are
+    invalid)."""
     if not value:
         return None
     match = _VALID.match(value.strip().lower())

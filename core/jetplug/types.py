@@ -106,7 +106,8 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Nak:
-    """Decision: redeliver the message, after ``delay`` seconds (None = the consumer's retry delay)."""
+    """Decision: redeliver the message, after ``delay`` seconds (None = the consumer's retry
+    delay)."""
 
     delay: float | None = None
 
@@ -129,7 +130,8 @@ ACK = Ack()
 
 @dataclass
 class Publish:
-    """One publish on its way to JetStream; ``before_publish`` hooks may change headers and msg_id."""
+    """One publish on its way to JetStream; ``before_publish`` hooks may change headers and
+    msg_id."""
 
     subject: str
     data: bytes

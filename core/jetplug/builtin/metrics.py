@@ -45,8 +45,24 @@ if TYPE_CHECKING:
     from ..host import Host
 
 #: upper bounds of the handler and publish latency buckets, in seconds (+Inf is implied)
-DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                    5.0, 10.0, 30.0, 60.0)
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 _LE = [repr(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
 #: consumer states (one label value each in ``jetplug_consumer_state``)
 CONSUMER_STATES = ("starting", "running", "stalled", "recovering", "stopping", "stopped")
@@ -172,60 +188,158 @@ def _bump(counts: dict[str, int], key: str) -> None:
 _SC = ["stream", "consumer"]
 #: (key, kind, name, help, labels) of every family, in exposition order
 FAMILIES: list[tuple[str, str, str, str, list[str]]] = [
-    ("handled", "counter", "jetplug_messages_handled",
-     "Messages that reached an outcome (ack, nak, term, dropped, released)", [*_SC, "outcome"]),
-    ("duration", "histogram", "jetplug_handler_duration_seconds",
-     "Time from delivery to the outcome being sent (handlers and settling)", _SC),
-    ("redeliveries", "counter", "jetplug_redeliveries",
-     "Deliveries with a delivery count above 1", _SC),
-    ("dead", "counter", "jetplug_dead_letters",
-     "Messages stored in the dead-letter stream, by reason", [*_SC, "reason"]),
-    ("state_changes", "counter", "jetplug_consumer_state_changes",
-     "Consumer state transitions, by the state entered", [*_SC, "state"]),
-    ("state", "gauge", "jetplug_consumer_state",
-     "1 for the consumer's current state, 0 for the others", [*_SC, "state"]),
+    (
+        "handled",
+        "counter",
+        "jetplug_messages_handled",
+        "Messages that reached an outcome (ack, nak, term, dropped, released)",
+        [*_SC, "outcome"],
+    ),
+    (
+        "duration",
+        "histogram",
+        "jetplug_handler_duration_seconds",
+        "Time from delivery to the outcome being sent (handlers and settling)",
+        _SC,
+    ),
+    (
+        "redeliveries",
+        "counter",
+        "jetplug_redeliveries",
+        "Deliveries with a delivery count above 1",
+        _SC,
+    ),
+    (
+        "dead",
+        "counter",
+        "jetplug_dead_letters",
+        "Messages stored in the dead-letter stream, by reason",
+        [*_SC, "reason"],
+    ),
+    (
+        "state_changes",
+        "counter",
+        "jetplug_consumer_state_changes",
+        "Consumer state transitions, by the state entered",
+        [*_SC, "state"],
+    ),
+    (
+        "state",
+        "gauge",
+        "jetplug_consumer_state",
+        "1 for the consumer's current state, 0 for the others",
+        [*_SC, "state"],
+    ),
     ("in_flight", "gauge", "jetplug_consumer_in_flight", "Messages being handled now", _SC),
-    ("pending", "gauge", "jetplug_consumer_pending",
-     "Messages not yet delivered: the consumer lag (server num_pending)", _SC),
-    ("ack_pending", "gauge", "jetplug_consumer_ack_pending",
-     "Delivered, not yet acknowledged (server num_ack_pending)", _SC),
-    ("redelivered", "gauge", "jetplug_consumer_redelivered",
-     "Delivered more than once, not yet acknowledged (server num_redelivered)", _SC),
-    ("waiting", "gauge", "jetplug_consumer_waiting",
-     "Open pull requests on the server (num_waiting)", _SC),
-    ("silent", "gauge", "jetplug_consumer_seconds_since_activity",
-     "Seconds since the last message or heartbeat", _SC),
-    ("stream_messages", "gauge", "jetplug_stream_messages", "Messages in a stream the host uses",
-     ["stream"]),
-    ("stream_bytes", "gauge", "jetplug_stream_bytes", "Bytes in a stream the host uses",
-     ["stream"]),
+    (
+        "pending",
+        "gauge",
+        "jetplug_consumer_pending",
+        "Messages not yet delivered: the consumer lag (server num_pending)",
+        _SC,
+    ),
+    (
+        "ack_pending",
+        "gauge",
+        "jetplug_consumer_ack_pending",
+        "Delivered, not yet acknowledged (server num_ack_pending)",
+        _SC,
+    ),
+    (
+        "redelivered",
+        "gauge",
+        "jetplug_consumer_redelivered",
+        "Delivered more than once, not yet acknowledged (server num_redelivered)",
+        _SC,
+    ),
+    (
+        "waiting",
+        "gauge",
+        "jetplug_consumer_waiting",
+        "Open pull requests on the server (num_waiting)",
+        _SC,
+    ),
+    (
+        "silent",
+        "gauge",
+        "jetplug_consumer_seconds_since_activity",
+        "Seconds since the last message or heartbeat",
+        _SC,
+    ),
+    (
+        "stream_messages",
+        "gauge",
+        "jetplug_stream_messages",
+        "Messages in a stream the host uses",
+        ["stream"],
+    ),
+    (
+        "stream_bytes",
+        "gauge",
+        "jetplug_stream_bytes",
+        "Bytes in a stream the host uses",
+        ["stream"],
+    ),
     ("dlq", "gauge", "jetplug_dlq_messages", "Messages in the dead-letter stream", []),
-    ("publishes", "counter", "jetplug_publishes",
-     "Publishes that got a pub-ack; result is stored or duplicate", ["stream", "result"]),
-    ("publish_retries", "counter", "jetplug_publish_retries",
-     "Extra publish attempts after a retryable failure", ["stream"]),
-    ("publish_failures", "counter", "jetplug_publish_failures",
-     "Publishes that failed for good, by PublishError kind", ["kind"]),
-    ("publish_duration", "histogram", "jetplug_publish_duration_seconds",
-     "Time from publish to pub-ack, retries included", ["stream"]),
-    ("connection", "gauge", "jetplug_connection_state",
-     "1 for the current connection state, 0 for the others", ["state"]),
+    (
+        "publishes",
+        "counter",
+        "jetplug_publishes",
+        "Publishes that got a pub-ack; result is stored or duplicate",
+        ["stream", "result"],
+    ),
+    (
+        "publish_retries",
+        "counter",
+        "jetplug_publish_retries",
+        "Extra publish attempts after a retryable failure",
+        ["stream"],
+    ),
+    (
+        "publish_failures",
+        "counter",
+        "jetplug_publish_failures",
+        "Publishes that failed for good, by PublishError kind",
+        ["kind"],
+    ),
+    (
+        "publish_duration",
+        "histogram",
+        "jetplug_publish_duration_seconds",
+        "Time from publish to pub-ack, retries included",
+        ["stream"],
+    ),
+    (
+        "connection",
+        "gauge",
+        "jetplug_connection_state",
+        "1 for the current connection state, 0 for the others",
+        ["state"],
+    ),
     ("reconnects", "counter", "jetplug_reconnects", "Reconnects to NATS", []),
     ("disconnects", "counter", "jetplug_disconnects", "Losses of the NATS connection", []),
-    ("connection_errors", "counter", "jetplug_connection_errors",
-     "Errors the NATS client reported", []),
+    (
+        "connection_errors",
+        "counter",
+        "jetplug_connection_errors",
+        "Errors the NATS client reported",
+        [],
+    ),
     ("lag", "gauge", "jetplug_event_loop_lag_seconds", "Worst event-loop lag of the last ~2 s", []),
     ("ready", "gauge", "jetplug_ready", "1 when /readyz would answer 200", []),
 ]
 _KINDS: dict[str, Any] = {
-    "counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily,
+    "counter": CounterMetricFamily,
+    "gauge": GaugeMetricFamily,
+    "histogram": HistogramMetricFamily,
 }
 
 
 def families() -> dict[str, Any]:
     """A fresh, empty family per metric, by key."""
-    return {key: _KINDS[kind](name, doc, labels=labels)
-            for key, kind, name, doc, labels in FAMILIES}
+    return {
+        key: _KINDS[kind](name, doc, labels=labels) for key, kind, name, doc, labels in FAMILIES
+    }
 
 
 class HostCollector(Collector):
@@ -341,5 +455,13 @@ def make_plugin() -> MetricsPlugin:
     return MetricsPlugin()
 
 
-__all__ = ["CONNECTION_STATES", "CONSUMER_STATES", "DURATION_BUCKETS", "FAMILIES", "HostCollector",
-           "HostStats", "MetricsPlugin", "make_plugin"]
+__all__ = [
+    "CONNECTION_STATES",
+    "CONSUMER_STATES",
+    "DURATION_BUCKETS",
+    "FAMILIES",
+    "HostCollector",
+    "HostStats",
+    "MetricsPlugin",
+    "make_plugin",
+]

@@ -31,7 +31,10 @@ def config_option(fn: F) -> F:
         "config_path",
         type=click.Path(dir_okay=False),
         default=None,
-        help="TOML config file (default: $JETPLUG_CONFIG, then ./jetplug.toml, then built-in defaults).",
+        help=(
+            "TOML config file (default: $JETPLUG_CONFIG, then ./jetplug.toml, "
+            "then built-in defaults)."
+        ),
     )(fn)
 
 
@@ -50,7 +53,9 @@ def plugin_options(fn: F) -> F:
         "plugin_names",
         multiple=True,
         metavar="NAME",
-        help="Enable only these plugins (repeatable); overrides JETPLUG_PLUGINS and [host] plugins.",
+        help=(
+            "Enable only these plugins (repeatable); overrides JETPLUG_PLUGINS and [host] plugins."
+        ),
     )(fn)
     return fn
 
@@ -69,7 +74,12 @@ def load_host_config(
     )
     plugins = discover(selection, load_disabled=load_disabled)
     models = plugins.config_schemas()
-    cfg = build_config(raw, models, source=source, known_plugins={n for n, r in plugins.records.items() if not r.builtin})
+    cfg = build_config(
+        raw,
+        models,
+        source=source,
+        known_plugins={n for n, r in plugins.records.items() if not r.builtin},
+    )
     problems = plugins.validate_config(cfg)
     if problems:
         raise ConfigError(problems, source=source)
@@ -132,8 +142,16 @@ def make_cli() -> click.Group:
     )
 
     group = _root()
-    for module in (run_cmd, plugins_cmd, config_cmds, streams_cmd, publish_cmd, dlq_cmd, status_cmd,
-                   new_plugin_cmd):
+    for module in (
+        run_cmd,
+        plugins_cmd,
+        config_cmds,
+        streams_cmd,
+        publish_cmd,
+        dlq_cmd,
+        status_cmd,
+        new_plugin_cmd,
+    ):
         module.register(group)
     _plugin_commands(group)
     return group
@@ -147,7 +165,9 @@ def _plugin_commands(group: click.Group) -> None:
     loads the configuration and checks what it needs.
     """
     env_only = Selection.from_sources(environ=os.environ)
-    names = tuple(n for n in installed_names() if env_only.decide(n)[0] or n in env_only.file_enabled)
+    names = tuple(
+        n for n in installed_names() if env_only.decide(n)[0] or n in env_only.file_enabled
+    )
     if not names:  # an empty -p list would mean "every plugin", not none
         return
     try:
@@ -179,8 +199,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
-
-
 
 
 __all__ = ["config_option", "load_host_config", "main", "make_cli", "plugin_options"]

@@ -20,19 +20,26 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 @plugin_options
-def check(config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def check(
+    config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]
+) -> None:
     """Validate the configuration and every plugin table without connecting (exit 2 on problems)."""
     cfg, plugins = load_host_config(config_path, plugin_names, disabled)
     plugins.check_runnable()
     enabled = [n for n in plugins.enabled_names() if not plugins.records[n].builtin]
-    click.echo(f"configuration OK ({cfg.source or 'built-in defaults'}); plugins: {', '.join(enabled) or 'none'}")
+    click.echo(
+        f"configuration OK ({cfg.source or 'built-in defaults'}); "
+        f"plugins: {', '.join(enabled) or 'none'}"
+    )
 
 
 @config_group.command("show")
 @config_option
 @plugin_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
-def show(config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...], as_json: bool) -> None:
+def show(
+    config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...], as_json: bool
+) -> None:
     """Print the resolved configuration (defaults, file, environment), secrets redacted."""
     cfg, _ = load_host_config(config_path, plugin_names, disabled)
     data = cfg.to_dict(redact=True)
@@ -45,7 +52,9 @@ def show(config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple
 @config_group.command("schema")
 @config_option
 @plugin_options
-def schema(config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def schema(
+    config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]
+) -> None:
     """Print the JSON schema of the core tables and every enabled plugin's table."""
     _, plugins = load_host_config(config_path, plugin_names, disabled)
     echo_json(full_schema(plugins.config_schemas()))
@@ -54,7 +63,9 @@ def schema(config_path: str | None, plugin_names: tuple[str, ...], disabled: tup
 @config_group.command("reference")
 @config_option
 @plugin_options
-def reference(config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def reference(
+    config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]
+) -> None:
     """Print the configuration reference (Markdown) of the core and every enabled plugin."""
     from ..reference import config_reference
 
@@ -65,7 +76,7 @@ def reference(config_path: str | None, plugin_names: tuple[str, ...], disabled: 
 def full_schema(models: dict[str, type[msgspec.Struct] | None]) -> dict[str, Any]:
     """One JSON schema document: core tables plus ``plugins.<name>`` tables."""
     named = [(n, m) for n, m in sorted(models.items()) if m is not None]
-    (core, *plugin_refs), components = msgspec.json.schema_components(
+    (_core, *plugin_refs), components = msgspec.json.schema_components(
         [CoreSettings, *[m for _, m in named]], ref_template="#/$defs/{name}"
     )
     root: dict[str, Any] = dict(components[CoreSettings.__name__])
@@ -77,7 +88,9 @@ def full_schema(models: dict[str, type[msgspec.Struct] | None]) -> dict[str, Any
         table = components[ref["$ref"].rsplit("/", 1)[1]]
         table["properties"] = {
             "enabled": {
-                "type": "boolean", "default": True, "description": "false switches the plugin off"
+                "type": "boolean",
+                "default": True,
+                "description": "false switches the plugin off",
             },
             **table.get("properties", {}),
         }
@@ -87,8 +100,15 @@ def full_schema(models: dict[str, type[msgspec.Struct] | None]) -> dict[str, Any
         }
     for name, model in models.items():
         if model is None:
-            plugin_props[name] = {"type": "object", "description": f"plugin {name} declares no settings"}
-    root["properties"]["plugins"] = {"type": "object", "properties": plugin_props, "additionalProperties": False}
+            plugin_props[name] = {
+                "type": "object",
+                "description": f"plugin {name} declares no settings",
+            }
+    root["properties"]["plugins"] = {
+        "type": "object",
+        "properties": plugin_props,
+        "additionalProperties": False,
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "jetplug configuration",

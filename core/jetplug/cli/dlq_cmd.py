@@ -20,8 +20,11 @@ from . import config_option, echo_json, load_host_config, setup_from_config
 T = TypeVar("T")
 
 
-def _run(ctx: click.Context, config_path: str | None,
-         work: Callable[[DeadLetterStore, Engine], Awaitable[T]]) -> T:
+def _run(
+    ctx: click.Context,
+    config_path: str | None,
+    work: Callable[[DeadLetterStore, Engine], Awaitable[T]],
+) -> T:
     """Load the config, connect, run ``work`` and always shut the host down."""
     cfg, plugins = load_host_config(config_path)
     setup_from_config(cfg, ctx)
@@ -43,14 +46,18 @@ def _selection(consumer: str | None, reason: str | None, seqs: tuple[int, ...] =
 
 def _consumer_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--consumer", default=None, metavar="NAME",
+        "--consumer",
+        default=None,
+        metavar="NAME",
         help="Only dead letters of this consumer: a durable name (any stream) or STREAM/DURABLE.",
     )(fn)
 
 
 def _reason_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--reason", default=None, metavar="CODE",
+        "--reason",
+        default=None,
+        metavar="CODE",
         help="Only dead letters with this Jetplug-Dlq-Reason (invalid_payload, max_deliver, ...).",
     )(fn)
 
@@ -70,12 +77,23 @@ def dlq_group() -> None:
 @config_option
 @_consumer_option
 @_reason_option
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0),
-              help="Show at most this many (oldest first); 0 shows all.")
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Show at most this many (oldest first); 0 shows all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array (keys below).")
 @click.pass_context
-def list_cmd(ctx: click.Context, config_path: str | None, consumer: str | None, reason: str | None,
-             limit: int, as_json: bool) -> None:
+def list_cmd(
+    ctx: click.Context,
+    config_path: str | None,
+    consumer: str | None,
+    reason: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List dead letters, oldest first: SEQ, time, consumer, reason, original subject, original
     seq, deliveries and the error (truncated).
 
@@ -149,21 +167,39 @@ def show_cmd(ctx: click.Context, seq: int, config_path: str | None, as_json: boo
 
 @dlq_group.command("replay")
 @config_option
-@click.option("--seq", "seqs", multiple=True, type=click.IntRange(min=1), metavar="N",
-              help="Replay the dead letter with this DLQ sequence (repeatable).")
+@click.option(
+    "--seq",
+    "seqs",
+    multiple=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Replay the dead letter with this DLQ sequence (repeatable).",
+)
 @_consumer_option
 @_reason_option
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter (no filter).")
 @click.option("--dry-run", is_flag=True, help="Change nothing; print what would be replayed.")
 @click.option("--keep", is_flag=True, help="Keep the dead letters after they were replayed.")
-@click.option("--new-msg-id", is_flag=True,
-              help="Publish with a fresh Nats-Msg-Id instead of restoring the original one "
-                   "(needed while the original stream's duplicate window still remembers it).")
+@click.option(
+    "--new-msg-id",
+    is_flag=True,
+    help="Publish with a fresh Nats-Msg-Id instead of restoring the original one "
+    "(needed while the original stream's duplicate window still remembers it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array (keys below).")
 @click.pass_context
-def replay_cmd(ctx: click.Context, config_path: str | None, seqs: tuple[int, ...],
-               consumer: str | None, reason: str | None, replay_all: bool, dry_run: bool,
-               keep: bool, new_msg_id: bool, as_json: bool) -> None:
+def replay_cmd(
+    ctx: click.Context,
+    config_path: str | None,
+    seqs: tuple[int, ...],
+    consumer: str | None,
+    reason: str | None,
+    replay_all: bool,
+    dry_run: bool,
+    keep: bool,
+    new_msg_id: bool,
+    as_json: bool,
+) -> None:
     """Republish dead letters to their original subject (Jetplug-Original-Subject).
 
     Each is published with its original data and headers (the Jetplug-* headers removed, the
@@ -189,8 +225,9 @@ def replay_cmd(ctx: click.Context, config_path: str | None, seqs: tuple[int, ...
 
     async def work(store: DeadLetterStore, engine: Engine) -> list[dict[str, Any]]:
         letters = await store.select(selection)
-        results = await store.replay(letters, engine.publisher, keep=keep, dry_run=dry_run,
-                                     new_msg_id=new_msg_id)
+        results = await store.replay(
+            letters, engine.publisher, keep=keep, dry_run=dry_run, new_msg_id=new_msg_id
+        )
         return [r.to_dict() for r in results]
 
     results = _run(ctx, config_path, work)
@@ -225,11 +262,21 @@ def _replay_line(r: dict[str, Any]) -> str:
 @_consumer_option
 @_reason_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True,
-              help='Print {"deleted": N} (N = how many dead letters were removed).')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"deleted": N} (N = how many dead letters were removed).',
+)
 @click.pass_context
-def purge_cmd(ctx: click.Context, config_path: str | None, consumer: str | None,
-              reason: str | None, yes: bool, as_json: bool) -> None:
+def purge_cmd(
+    ctx: click.Context,
+    config_path: str | None,
+    consumer: str | None,
+    reason: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Delete dead letters: those matching --consumer/--reason, or every one without a filter.
 
     Asks for confirmation unless --yes. Dead letters stored after the count shown in the

@@ -11,8 +11,13 @@ from ..scaffold import Names, default_directory, new_plugin
 
 @click.command("new-plugin")
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory to create (default: ./jetplug-NAME); must not exist or be empty.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to create (default: ./jetplug-NAME); must not exist or be empty.",
+)
 def new_plugin_command(name: str, directory: Path | None) -> None:
     """Write a new consumer plugin NAME: pyproject with the entry point, thin hooks, a config
     schema, a handler module, a README and tests using the test kit (jetplug.testing).
@@ -23,8 +28,9 @@ def new_plugin_command(name: str, directory: Path | None) -> None:
     """
     names = Names.of(name)
     target = new_plugin(name, directory if directory is not None else default_directory(names))
-    click.echo(f"created {target}/ (plugin {names.name}, package {names.pkg}, "
-               f"distribution {names.dist})")
+    click.echo(
+        f"created {target}/ (plugin {names.name}, package {names.pkg}, distribution {names.dist})"
+    )
     click.echo("next:")
     click.echo(f"  cd {target}")
     click.echo("  pip install -e '.[test]'")

@@ -42,10 +42,20 @@ def plugins_command(
     else:
         rows = [("NAME", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS")]
         for r in records:
-            rows.append((r.name, r.status, r.distribution or "-", r.version or "-", ", ".join(r.hooks) or "-"))
+            rows.append(
+                (
+                    r.name,
+                    r.status,
+                    r.distribution or "-",
+                    r.version or "-",
+                    ", ".join(r.hooks) or "-",
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
-            click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+            click.echo(
+                "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
+            )
         for r in records:
             if r.status != "enabled" and r.reason:
                 off = "" if r.selected else " (disabled)"

@@ -26,13 +26,22 @@ def parse_headers(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.command("publish")
 @click.argument("subject")
 @click.argument("data", required=False)
-@click.option("--header", "-H", "header_pairs", multiple=True, metavar="K=V", help="A header (repeatable).")
+@click.option(
+    "--header", "-H", "header_pairs", multiple=True, metavar="K=V", help="A header (repeatable)."
+)
 @click.option("--msg-id", default="", help="Nats-Msg-Id (default: generated).")
 @click.option("--expected-stream", default="", help="Fail unless this stream stores SUBJECT.")
 @config_option
 @click.pass_context
-def publish(ctx: click.Context, subject: str, data: str | None, header_pairs: tuple[str, ...], msg_id: str,
-            expected_stream: str, config_path: str | None) -> None:
+def publish(
+    ctx: click.Context,
+    subject: str,
+    data: str | None,
+    header_pairs: tuple[str, ...],
+    msg_id: str,
+    expected_stream: str,
+    config_path: str | None,
+) -> None:
     """Publish DATA (or stdin with -) to SUBJECT, wait for the pub-ack and print it as JSON."""
     headers = parse_headers(header_pairs)
     payload = sys.stdin.buffer.read() if data in (None, "-") else data.encode()

@@ -19,7 +19,8 @@ log = logging.getLogger("jetplug.cli")
 
 
 async def serve_with_signals(host: Host) -> None:
-    """Serve until SIGTERM/SIGINT; a second signal forces the exit (stopping the embedded server)."""
+    """Serve until SIGTERM/SIGINT; a second signal forces the exit (stopping the embedded
+    server)."""
     loop = asyncio.get_running_loop()
     received = 0
 
@@ -30,7 +31,9 @@ async def serve_with_signals(host: Host) -> None:
             log.info("received %s: shutting down (send it again to force)", sig.name)
             host.request_stop()
             return
-        log.warning("received %s again: forced exit, in-flight messages will be redelivered", sig.name)
+        log.warning(
+            "received %s again: forced exit, in-flight messages will be redelivered", sig.name
+        )
         if host.embedded is not None:
             host.embedded.stop(timeout=2)
         os._exit(130)
@@ -48,7 +51,12 @@ async def serve_with_signals(host: Host) -> None:
 @config_option
 @plugin_options
 @click.pass_context
-def run(ctx: click.Context, config_path: str | None, plugin_names: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def run(
+    ctx: click.Context,
+    config_path: str | None,
+    plugin_names: tuple[str, ...],
+    disabled: tuple[str, ...],
+) -> None:
     """Run the host with the enabled plugins until SIGTERM or SIGINT.
 
     With no [nats] servers configured, an embedded nats-server with JetStream is started on
@@ -62,13 +70,32 @@ def run(ctx: click.Context, config_path: str | None, plugin_names: tuple[str, ..
 
 @click.command()
 @config_option
-@click.option("--port", type=int, default=None, help="Client port on 127.0.0.1 (default: [embedded] port or 4222).")
-@click.option("--http-port", type=int, default=None, help="Monitoring port (default: [embedded] http_port, off).")
-@click.option("--store-dir", type=click.Path(file_okay=False), default=None,
-              help="JetStream store (default: <[host] data_dir>/nats).")
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="Client port on 127.0.0.1 (default: [embedded] port or 4222).",
+)
+@click.option(
+    "--http-port",
+    type=int,
+    default=None,
+    help="Monitoring port (default: [embedded] http_port, off).",
+)
+@click.option(
+    "--store-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="JetStream store (default: <[host] data_dir>/nats).",
+)
 @click.pass_context
-def server(ctx: click.Context, config_path: str | None, port: int | None, http_port: int | None,
-           store_dir: str | None) -> None:
+def server(
+    ctx: click.Context,
+    config_path: str | None,
+    port: int | None,
+    http_port: int | None,
+    store_dir: str | None,
+) -> None:
     """Run a standalone nats-server with JetStream on 127.0.0.1 for development."""
     raw, source = load_raw(config_path)
     raw.pop("plugins", None)
@@ -84,7 +111,10 @@ def server(ctx: click.Context, config_path: str | None, port: int | None, http_p
         sync_always=core.embedded.sync_always,
     )
     srv.start()
-    click.echo(f"nats-server (pid {srv.pid}) listening on {srv.url}; store {srv.store_dir}; Ctrl-C stops it")
+    click.echo(
+        f"nats-server (pid {srv.pid}) listening on {srv.url}; store {srv.store_dir}; "
+        "Ctrl-C stops it"
+    )
 
     async def wait() -> None:
         stop = asyncio.Event()
@@ -96,7 +126,9 @@ def server(ctx: click.Context, config_path: str | None, port: int | None, http_p
                 await asyncio.wait_for(stop.wait(), 1.0)
             except asyncio.TimeoutError:
                 if srv.pid is None:
-                    raise click.ClickException("nats-server exited unexpectedly; see its log in the store dir") from None
+                    raise click.ClickException(
+                        "nats-server exited unexpectedly; see its log in the store dir"
+                    ) from None
 
     try:
         asyncio.run(wait())

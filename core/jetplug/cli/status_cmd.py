@@ -92,11 +92,19 @@ async def _host_readiness(host: Host) -> dict[str, Any] | None:
     try:
         status, body = await http_get(where, http.port, "/readyz", timeout=2.0)
         data = json.loads(body)
-        return {"url": url, "reachable": True, "ready": status == 200,
-                "problems": list(data.get("problems", []))}
+        return {
+            "url": url,
+            "reachable": True,
+            "ready": status == 200,
+            "problems": list(data.get("problems", [])),
+        }
     except (OSError, ValueError, asyncio.TimeoutError) as exc:
-        return {"url": url, "reachable": False, "ready": False,
-                "problems": [f"not reachable: {type(exc).__name__}"]}
+        return {
+            "url": url,
+            "reachable": False,
+            "ready": False,
+            "problems": [f"not reachable: {type(exc).__name__}"],
+        }
 
 
 async def collect_status(host: Host) -> dict[str, Any]:
@@ -118,10 +126,14 @@ async def collect_status(host: Host) -> dict[str, Any]:
         if dlq_settings.enabled:
             dlq_stream = await _stream(host, dlq_settings.stream, "jetplug")
             streams.append(dlq_stream)
-            dlq.update(exists=dlq_stream["exists"], messages=dlq_stream.get("messages", 0),
-                       bytes=dlq_stream.get("bytes", 0))
-        consumers = [await _consumer(host, c.stream, c.durable, c.owner, c.mode)
-                     for c in decl.consumers]
+            dlq.update(
+                exists=dlq_stream["exists"],
+                messages=dlq_stream.get("messages", 0),
+                bytes=dlq_stream.get("bytes", 0),
+            )
+        consumers = [
+            await _consumer(host, c.stream, c.durable, c.owner, c.mode) for c in decl.consumers
+        ]
         return {
             "connection": {
                 "server": redact_url(server),
@@ -183,8 +195,10 @@ def _table(rows: list[tuple[str, ...]], right: frozenset[int] = frozenset()) -> 
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for row in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         out.append("  ".join(cells).rstrip())
     return out
 
@@ -208,8 +222,17 @@ def render(status: dict[str, Any]) -> list[str]:
         if not s["exists"]:
             rows.append((s["name"], s["owner"], "missing", "-", "-", "-", "-"))
             continue
-        rows.append((s["name"], s["owner"], str(s["messages"]), _size(s["bytes"]),
-                     str(s["first_seq"]), str(s["last_seq"]), ", ".join(s["subjects"]) or "-"))
+        rows.append(
+            (
+                s["name"],
+                s["owner"],
+                str(s["messages"]),
+                _size(s["bytes"]),
+                str(s["first_seq"]),
+                str(s["last_seq"]),
+                ", ".join(s["subjects"]) or "-",
+            )
+        )
     lines += _table(rows, frozenset({2, 3, 4, 5}))
     lines.append("")
     if status["consumers"]:
@@ -221,8 +244,17 @@ def render(status: dict[str, Any]) -> list[str]:
             if not c["exists"]:
                 rows.append((name, c["mode"], "missing", "-", "-", "-", "-"))
                 continue
-            rows.append((name, c["mode"], str(c["num_pending"]), str(c["num_ack_pending"]),
-                         str(c["num_redelivered"]), str(c["num_waiting"]), _ago(c["last_active"])))
+            rows.append(
+                (
+                    name,
+                    c["mode"],
+                    str(c["num_pending"]),
+                    str(c["num_ack_pending"]),
+                    str(c["num_redelivered"]),
+                    str(c["num_waiting"]),
+                    _ago(c["last_active"]),
+                )
+            )
         lines += _table(rows, frozenset({2, 3, 4, 5}))
     else:
         lines.append("no consumers declared by the enabled plugins")
@@ -244,8 +276,13 @@ def render(status: dict[str, Any]) -> list[str]:
 @plugin_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (keys below).")
 @click.pass_context
-def status_command(ctx: click.Context, config_path: str | None, plugin_names: tuple[str, ...],
-                   disabled: tuple[str, ...], as_json: bool) -> None:
+def status_command(
+    ctx: click.Context,
+    config_path: str | None,
+    plugin_names: tuple[str, ...],
+    disabled: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Show the connection, the declared streams and consumers, and the dead letters.
 
     Numbers come from the server. --json prints {"connection": {server, version, rtt_ms,

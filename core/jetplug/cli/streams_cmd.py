@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import click
 
@@ -16,7 +17,7 @@ def streams_group() -> None:
     """Compare and apply the streams and consumers plugins declare."""
 
 
-async def _plan(host: Host, do_apply: bool) -> list[dict[str, object]]:
+async def _plan(host: Host, do_apply: bool) -> list[dict[str, Any]]:
     try:
         engine = await host.open_client()
         changes = await plan(engine.api, host.declarations, engine.host_streams())
@@ -27,16 +28,18 @@ async def _plan(host: Host, do_apply: bool) -> list[dict[str, object]]:
         await host.shutdown()
 
 
-def _show(changes: list[dict[str, object]], as_json: bool, applied: bool) -> None:
+def _show(changes: list[dict[str, Any]], as_json: bool, applied: bool) -> None:
     if as_json:
         echo_json([{k: v for k, v in c.items() if k != "text"} for c in changes])
         return
     for c in changes:
         click.echo(str(c["text"]))
     pending = sum(1 for c in changes if c["action"] != "none")
-    blocked = sum(1 for c in changes for d in c["diffs"] if d["immutable"])  # type: ignore[attr-defined]
+    blocked = sum(1 for c in changes for d in c["diffs"] if d["immutable"])
     verb = "applied" if applied else "to apply"
-    click.echo(f"\n{pending} change(s) {verb}" + (f", {blocked} blocked (immutable)" if blocked else ""))
+    click.echo(
+        f"\n{pending} change(s) {verb}" + (f", {blocked} blocked (immutable)" if blocked else "")
+    )
 
 
 @streams_group.command("plan")
@@ -44,8 +47,13 @@ def _show(changes: list[dict[str, object]], as_json: bool, applied: bool) -> Non
 @plugin_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def plan_cmd(ctx: click.Context, config_path: str | None, plugin_names: tuple[str, ...],
-             disabled: tuple[str, ...], as_json: bool) -> None:
+def plan_cmd(
+    ctx: click.Context,
+    config_path: str | None,
+    plugin_names: tuple[str, ...],
+    disabled: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Show what `apply` (or `run` with provision = "manage") would create or change.
 
     Exits 1 when there are changes, 0 when the server matches the declarations.
@@ -63,8 +71,13 @@ def plan_cmd(ctx: click.Context, config_path: str | None, plugin_names: tuple[st
 @plugin_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def apply_cmd(ctx: click.Context, config_path: str | None, plugin_names: tuple[str, ...],
-              disabled: tuple[str, ...], as_json: bool) -> None:
+def apply_cmd(
+    ctx: click.Context,
+    config_path: str | None,
+    plugin_names: tuple[str, ...],
+    disabled: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Create missing and update changed streams and consumers; immutable changes are refused."""
     cfg, plugins = load_host_config(config_path, plugin_names, disabled)
     setup_from_config(cfg, ctx)

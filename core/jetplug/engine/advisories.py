@@ -40,8 +40,12 @@ def parse_raw_headers(raw: bytes) -> dict[str, str]:
 
 def _fields(spec: ConsumerSpec, seq: int, deliveries: int) -> dict[str, object]:
     """The log fields of a message known only from an advisory (as ``Message.log_fields``)."""
-    return {"consumer": spec.durable, "stream": spec.stream, "stream_seq": seq,
-            "deliveries": deliveries}
+    return {
+        "consumer": spec.durable,
+        "stream": spec.stream,
+        "stream_seq": seq,
+        "deliveries": deliveries,
+    }
 
 
 class AdvisoryListener:
@@ -67,7 +71,7 @@ class AdvisoryListener:
         for sub in self._subs:
             try:
                 await sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - the connection may be closed already
+            except Exception:
                 log.debug("unsubscribe failed", exc_info=True)
         self._subs.clear()
 
@@ -90,12 +94,20 @@ class AdvisoryListener:
         try:
             stored = await engine.api.get_message(spec.stream, seq)
         except ApiError as exc:
-            log.warning("message %d of %s is gone, no dead letter: %s", seq, spec.stream,
-                        exc.description, extra=_fields(spec, seq, deliveries))
+            log.warning(
+                "message %d of %s is gone, no dead letter: %s",
+                seq,
+                spec.stream,
+                exc.description,
+                extra=_fields(spec, seq, deliveries),
+            )
             return
         data = base64.b64decode(stored.get("data") or b"")
         original = parse_raw_headers(base64.b64decode(stored["hdrs"])) if stored.get("hdrs") else {}
-        error = f"no decision within ack_wait on the last of {deliveries} deliveries (handler too slow or host stopped)"
+        error = (
+            f"no decision within ack_wait on the last of {deliveries} deliveries "
+            "(handler too slow or host stopped)"
+        )
         try:
             await engine.publisher.publish(
                 dlq_subject(engine.settings.dlq.subject_prefix, spec.stream, spec.durable),
@@ -114,8 +126,13 @@ class AdvisoryListener:
                 msg_id=dlq_msg_id(spec.stream, spec.durable, seq),
             )
         except PublishError as exc:
-            log.error("dead letter for %s seq %d not stored: %s", spec.stream, seq, exc,
-                      extra=_fields(spec, seq, deliveries))
+            log.error(
+                "dead letter for %s seq %d not stored: %s",
+                spec.stream,
+                seq,
+                exc,
+                extra=_fields(spec, seq, deliveries),
+            )
             return
         engine.emit(
             MessageDeadLettered(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import trace
 from ..events import ConsumerStateChanged, MessageRedelivered
-from ..message import MetadataError, Message
+from ..message import Message, MetadataError
 from . import eager
 from .jsapi import ApiError
 from .provisioning import consumer_config, deliver_subject
@@ -75,7 +75,9 @@ class ConsumerRunner:
         self.state = state
         self.state_reason = reason
         self.engine.emit(
-            ConsumerStateChanged(consumer=self.spec.durable, stream=self.spec.stream, state=state, reason=reason)
+            ConsumerStateChanged(
+                consumer=self.spec.durable, stream=self.spec.stream, state=state, reason=reason
+            )
         )
 
     def status(self) -> dict[str, Any]:
@@ -144,7 +146,8 @@ class ConsumerRunner:
             return False
 
     async def close(self) -> int:
-        """Cancel what still runs (left for redelivery), unsubscribe; returns how many were cancelled."""
+        """Cancel what still runs (left for redelivery), unsubscribe; returns how many were
+        cancelled."""
         if self._supervisor is not None:
             self._supervisor.cancel()
         cancelled = 0
@@ -162,7 +165,7 @@ class ConsumerRunner:
         if sub is not None:
             try:
                 await sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - a closed connection has no subscriptions to drop
+            except Exception:
                 log.debug("unsubscribe failed", exc_info=True)
 
     # --- pull -----------------------------------------------------------------------------------
@@ -267,15 +270,32 @@ class ConsumerRunner:
     def _dispatch(self, raw: Any) -> None:
         engine = self.engine
         try:
-            msg = Message(raw.subject, raw.reply, raw.data, raw.headers, self.spec, self, engine.connection.generation)
+            msg = Message(
+                raw.subject,
+                raw.reply,
+                raw.data,
+                raw.headers,
+                self.spec,
+                self,
+                engine.connection.generation,
+            )
         except MetadataError as exc:
-            log.warning("ignored a non-JetStream message on the consumer inbox: %s", exc,
-                        extra={"consumer": self.spec.durable})
+            log.warning(
+                "ignored a non-JetStream message on the consumer inbox: %s",
+                exc,
+                extra={"consumer": self.spec.durable},
+            )
             return
         self.last_message = msg.started
         if msg.deliveries > 1:
-            engine.emit(MessageRedelivered(consumer=self.spec.durable, stream=msg.stream,
-                                           stream_seq=msg.stream_seq, deliveries=msg.deliveries))
+            engine.emit(
+                MessageRedelivered(
+                    consumer=self.spec.durable,
+                    stream=msg.stream,
+                    stream_seq=msg.stream_seq,
+                    deliveries=msg.deliveries,
+                )
+            )
         if self.stopping:
             # fetched but never started: hand it back at once instead of waiting for ack_wait
             engine.spawn(engine.outcomes.release(msg))
@@ -329,7 +349,7 @@ class ConsumerRunner:
                 if now - last >= progress_every and now - msg.started < max_progress:
                     try:
                         await self.send_progress(msg)
-                    except Exception:  # noqa: BLE001 - next tick retries
+                    except Exception:
                         log.debug("in-progress failed", exc_info=True, extra=msg.log_fields())
             if self.stopping or now - last_check < check_every:
                 continue
@@ -369,11 +389,15 @@ class ConsumerRunner:
                 if not exc.not_found:
                     raise
                 if self.engine.settings.provision == "off":
-                    self._set_state("stalled", "consumer is missing and [jetstream] provision = 'off'")
+                    self._set_state(
+                        "stalled", "consumer is missing and [jetstream] provision = 'off'"
+                    )
                     return
                 await self.engine.api.create_consumer(self.spec.stream, consumer_config(self.spec))
-                log.warning("re-created deleted consumer", extra={"consumer": self.spec.durable,
-                                                                  "stream": self.spec.stream})
+                log.warning(
+                    "re-created deleted consumer",
+                    extra={"consumer": self.spec.durable, "stream": self.spec.stream},
+                )
         except Exception as exc:  # noqa: BLE001 - stay stalled; the supervisor tries again
             self._set_state("stalled", f"recovery failed: {exc}")
             return

@@ -168,8 +168,18 @@ class DeadLetter:
 
 #: keys of every ``dlq list --json`` item, in order
 SUMMARY_KEYS = (
-    "seq", "time", "subject", "consumer", "reason", "error", "plugin", "original_stream",
-    "original_subject", "original_seq", "deliveries", "size",
+    "seq",
+    "time",
+    "subject",
+    "consumer",
+    "reason",
+    "error",
+    "plugin",
+    "original_stream",
+    "original_subject",
+    "original_seq",
+    "deliveries",
+    "size",
 )
 #: keys of ``dlq show --json`` beyond :data:`SUMMARY_KEYS`
 DETAIL_KEYS = (*SUMMARY_KEYS, "headers", "data", "data_encoding")
@@ -250,7 +260,14 @@ class ReplayResult:
 
 #: keys of every ``dlq replay --json`` item
 REPLAY_KEYS = (
-    "seq", "original_subject", "status", "stream", "new_seq", "msg_id", "deleted", "error",
+    "seq",
+    "original_subject",
+    "status",
+    "stream",
+    "new_seq",
+    "msg_id",
+    "deleted",
+    "error",
 )
 
 
@@ -378,8 +395,9 @@ class DeadLetterStore:
             headers = letter.replay_headers()
             if new_msg_id:
                 headers.pop(MSG_ID, None)
-            result = ReplayResult(letter.seq, letter.original_subject, "would_replay",
-                                  msg_id=headers.get(MSG_ID, ""))
+            result = ReplayResult(
+                letter.seq, letter.original_subject, "would_replay", msg_id=headers.get(MSG_ID, "")
+            )
             results.append(result)
             if not letter.original_subject:
                 result.status = "failed"
@@ -465,16 +483,18 @@ def table(letters: Sequence[DeadLetter], error_width: int = 60) -> list[str]:
     rows = [("SEQ", "TIME", "CONSUMER", "REASON", "SUBJECT", "ORIG_SEQ", "DELIVERIES", "ERROR")]
     for d in letters:
         stream = f"{d.original_stream}/" if d.original_stream else ""
-        rows.append((
-            str(d.seq),
-            d.time[:19].replace("T", " "),
-            f"{stream}{d.consumer}" if d.consumer else "-",
-            d.reason or "-",
-            d.original_subject or "-",
-            "-" if d.original_seq is None else str(d.original_seq),
-            "-" if d.deliveries is None else str(d.deliveries),
-            truncate(d.error.replace("\n", " "), error_width) or "-",
-        ))
+        rows.append(
+            (
+                str(d.seq),
+                d.time[:19].replace("T", " "),
+                f"{stream}{d.consumer}" if d.consumer else "-",
+                d.reason or "-",
+                d.original_subject or "-",
+                "-" if d.original_seq is None else str(d.original_seq),
+                "-" if d.deliveries is None else str(d.deliveries),
+                truncate(d.error.replace("\n", " "), error_width) or "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return [
         "  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:-1])) + "  " + r[-1] for r in rows

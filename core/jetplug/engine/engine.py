@@ -8,8 +8,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
-from .advisories import AdvisoryListener
 from ..settings import JetStreamSettings
+from .advisories import AdvisoryListener
 from .consumer import ConsumerRunner
 from .jsapi import JsApi
 from .outcomes import Outcomes
@@ -89,7 +89,9 @@ class Engine:
 
     async def provision(self, decl: Declarations) -> list[Change]:
         """Provision according to ``[jetstream] provision``; see :mod:`.provisioning`."""
-        self.plan = await provision(self.api, self.settings.provision, decl, self.emit, self.host_streams())
+        self.plan = await provision(
+            self.api, self.settings.provision, decl, self.emit, self.host_streams()
+        )
         return self.plan
 
     async def start(self, decl: Declarations) -> None:
@@ -129,8 +131,12 @@ class Engine:
         for runner in self.runners.values():
             cancelled += await runner.close()
         if cancelled:
-            log.warning("%d handler(s) still running after %.1fs were cancelled; their messages "
-                        "will be redelivered", cancelled, timeout)
+            log.warning(
+                "%d handler(s) still running after %.1fs were cancelled; their messages "
+                "will be redelivered",
+                cancelled,
+                timeout,
+            )
         # let the last acks and background work (releases, dead letters) go out
         if self._background:
             await asyncio.wait(list(self._background), timeout=2)
@@ -141,7 +147,7 @@ class Engine:
         await self.publisher.close()
         try:
             await asyncio.wait_for(self.connection.client.flush(), 2)
-        except Exception:  # noqa: BLE001 - closing anyway
+        except Exception:
             log.debug("final flush failed", exc_info=True)
 
     def status(self) -> list[dict[str, Any]]:

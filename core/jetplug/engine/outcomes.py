@@ -105,7 +105,8 @@ class Outcomes:
         plugin = ""
         error = ""
         try:
-            for plugin, fn in self.handlers:
+            for name, fn in self.handlers:
+                plugin = name  # kept after the loop: the plugin that decided or failed
                 result = fn(msg)
                 if result is not None and hasattr(result, "__await__"):
                     result = await result
@@ -120,10 +121,12 @@ class Outcomes:
             log.warning("handler of plugin %s failed: %s", plugin, error, extra=msg.log_fields())
         try:
             await self.settle(msg, decision, plugin, error, started)
-        except Exception:  # noqa: BLE001 - never let a settle failure kill the dispatcher
+        except Exception:
             log.exception("settling failed; the server will redeliver", extra=msg.log_fields())
 
-    async def settle(self, msg: Message, decision: Any, plugin: str, error: str, started: float) -> None:
+    async def settle(
+        self, msg: Message, decision: Any, plugin: str, error: str, started: float
+    ) -> None:
         """Carry out ``decision`` (or the failure ``error``) for ``msg``."""
         engine = self.engine
         if msg.generation != engine.connection.generation:
@@ -146,7 +149,9 @@ class Outcomes:
             error = f"handle_message returned {decision!r}, not Ack, Nak or Term"
             delay = None
         if msg.deliveries >= spec.max_deliver:
-            await self.dead_letter(msg, "max_deliver", error or "nak on the last allowed delivery", plugin, started)
+            await self.dead_letter(
+                msg, "max_deliver", error or "nak on the last allowed delivery", plugin, started
+            )
             return
         if delay is None:
             delay = spec.retry_delay(msg.deliveries)
@@ -161,11 +166,13 @@ class Outcomes:
         """Hand back a message that was fetched but never started (shutdown)."""
         try:
             await self._nak(msg, 0)
-        except Exception:  # noqa: BLE001 - it comes back after ack_wait anyway
+        except Exception:
             log.debug("release failed", exc_info=True, extra=msg.log_fields())
         self._done(msg, "released", time.perf_counter(), "", "shutdown")
 
-    async def dead_letter(self, msg: Message, reason: str, error: str, plugin: str, started: float) -> None:
+    async def dead_letter(
+        self, msg: Message, reason: str, error: str, plugin: str, started: float
+    ) -> None:
         """Store a copy in the DLQ stream, then terminate the original; nak if the copy fails."""
         engine = self.engine
         dlq = engine.settings.dlq
@@ -188,7 +195,11 @@ class Outcomes:
                     msg_id=dlq_msg_id(msg.stream, msg.consumer.durable, msg.stream_seq),
                 )
             except PublishError as exc:
-                log.error("dead letter not stored, message will be redelivered: %s", exc, extra=msg.log_fields())
+                log.error(
+                    "dead letter not stored, message will be redelivered: %s",
+                    exc,
+                    extra=msg.log_fields(),
+                )
                 await self._nak(msg, msg.consumer.retry_delay(msg.deliveries))
                 self._done(msg, "nak", started, plugin, "dlq_failed", str(exc))
                 return
@@ -207,7 +218,13 @@ class Outcomes:
         self._done(msg, "term", started, plugin, reason, error)
 
     def _done(
-        self, msg: Message, outcome: str, started: float, plugin: str, reason: str = "", error: str = ""
+        self,
+        msg: Message,
+        outcome: str,
+        started: float,
+        plugin: str,
+        reason: str = "",
+        error: str = "",
     ) -> None:
         self.engine.emit(
             MessageHandled(

@@ -28,7 +28,7 @@ import nats.errors
 
 from .. import trace
 from ..errors import PublishError
-from ..events import Event, PublishFailed, Published
+from ..events import Event, Published, PublishFailed
 from ..types import PubAck, Publish
 from .jsapi import ApiError, JsApi
 
@@ -60,10 +60,23 @@ def retry_horizon(timeout: float, attempts: int, wait: float, max_wait: float) -
 
 
 class _Pending:
-    __slots__ = ("attempt", "attempts", "future", "headers", "publish", "sent_at", "started", "token")
+    __slots__ = (
+        "attempt",
+        "attempts",
+        "future",
+        "headers",
+        "publish",
+        "sent_at",
+        "started",
+        "token",
+    )
 
     def __init__(
-        self, publish: Publish, headers: dict[str, str], future: asyncio.Future[PubAck], attempts: int
+        self,
+        publish: Publish,
+        headers: dict[str, str],
+        future: asyncio.Future[PubAck],
+        attempts: int,
     ):
         self.publish = publish
         self.headers = headers
@@ -124,12 +137,14 @@ class Publisher:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for pending in list(self._pending.values()):
-            self._finish_error(pending, PublishError("not_connected", pending.publish.subject, "publisher closed"))
+            self._finish_error(
+                pending, PublishError("not_connected", pending.publish.subject, "publisher closed")
+            )
         self._pending.clear()
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - the connection may already be closed
+            except Exception:
                 log.debug("unsubscribe failed", exc_info=True)
 
     def new_msg_id(self) -> str:
@@ -229,7 +244,11 @@ class Publisher:
             )
         except nats.errors.MaxPayloadError:
             self._pending.pop(token, None)
-            self._fail(pending, "too_large", f"payload of {len(pub.data)} bytes exceeds the server's max_payload")
+            self._fail(
+                pending,
+                "too_large",
+                f"payload of {len(pub.data)} bytes exceeds the server's max_payload",
+            )
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
             self._pending.pop(token, None)
             self._fail(pending, "not_connected", "the connection is closed")
@@ -238,7 +257,9 @@ class Publisher:
             self._fail(pending, "bad_subject", "the subject is empty or invalid")
         except nats.errors.OutboundBufferLimitError:
             self._pending.pop(token, None)
-            self._retry_or_fail(pending, "not_connected", "reconnecting and the outbound buffer is full")
+            self._retry_or_fail(
+                pending, "not_connected", "reconnecting and the outbound buffer is full"
+            )
 
     async def _on_reply(self, msg: Any) -> None:
         token = msg.subject[len(self._inbox) + 1 :]
@@ -258,7 +279,11 @@ class Publisher:
             code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
             desc = str(err.get("description", ""))
             if err_code == ERR_WRONG_STREAM:
-                self._fail(pending, "wrong_stream", f"{desc} (expected {pending.publish.expected_stream!r})")
+                self._fail(
+                    pending,
+                    "wrong_stream",
+                    f"{desc} (expected {pending.publish.expected_stream!r})",
+                )
             elif err_code == ERR_WRONG_LAST_SEQUENCE:
                 self._fail(pending, "conflict", desc)
             elif err_code == ERR_TOO_LARGE or "exceeds maximum" in desc:
@@ -281,7 +306,9 @@ class Publisher:
         try:
             streams = await self.api.stream_names(subject)
         except (ApiError, nats.errors.Error, asyncio.TimeoutError) as exc:
-            self._retry_or_fail(pending, "no_responders", f"no responders and stream lookup failed: {exc}")
+            self._retry_or_fail(
+                pending, "no_responders", f"no responders and stream lookup failed: {exc}"
+            )
             return
         if not streams:
             self._fail(pending, "no_stream", "no stream stores this subject; declare or create one")
@@ -310,7 +337,9 @@ class Publisher:
 
     def _retry_or_fail(self, pending: _Pending, kind: str, detail: str) -> None:
         if pending.attempt >= pending.attempts:
-            self._fail(pending, kind, f"{detail} (after {pending.attempt} attempts)", retryable=True)
+            self._fail(
+                pending, kind, f"{detail} (after {pending.attempt} attempts)", retryable=True
+            )
             return
         delay = retry_delay(pending.attempt, self.retry_wait, self.retry_max_wait)
         delay += random.uniform(0, delay * 0.1)
@@ -319,23 +348,40 @@ class Publisher:
         loop.call_later(delay, lambda: loop.create_task(self._transmit(pending)))
 
     def _fail(self, pending: _Pending, kind: str, detail: str, *, retryable: bool = False) -> None:
-        self._finish_error(pending, PublishError(kind, pending.publish.subject, detail, retryable=retryable))
+        self._finish_error(
+            pending, PublishError(kind, pending.publish.subject, detail, retryable=retryable)
+        )
 
     def _finish_error(self, pending: _Pending, error: PublishError) -> None:
         if pending.future.done():
             return
         pending.future.set_exception(error)
         pub = pending.publish
-        self.emit(PublishFailed(subject=pub.subject, kind=error.kind, error=error.detail,
-                                attempts=pending.attempt, plugin=pub.plugin))
+        self.emit(
+            PublishFailed(
+                subject=pub.subject,
+                kind=error.kind,
+                error=error.detail,
+                attempts=pending.attempt,
+                plugin=pub.plugin,
+            )
+        )
         if self._after and self.plugins is not None:
             asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, None, error))
 
     def _succeed(self, pending: _Pending, ack: PubAck) -> None:
         pending.future.set_result(ack)
         pub = pending.publish
-        self.emit(Published(subject=pub.subject, stream=ack.stream, seq=ack.seq, duplicate=ack.duplicate,
-                            duration=time.monotonic() - pending.started, attempts=pending.attempt,
-                            plugin=pub.plugin))
+        self.emit(
+            Published(
+                subject=pub.subject,
+                stream=ack.stream,
+                seq=ack.seq,
+                duplicate=ack.duplicate,
+                duration=time.monotonic() - pending.started,
+                attempts=pending.attempt,
+                plugin=pub.plugin,
+            )
+        )
         if self._after and self.plugins is not None:
             asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, ack, None))

@@ -32,9 +32,16 @@ class FakeBucket:
 
 
 def order(**changes: Any) -> bytes:
-    body = {"order_id": "o-1", "customer_id": "c-1", "currency": "EUR", "total_cents": 1250,
-            "lines": [{"sku": "A", "qty": 2, "unit_cents": 500}, {"sku": "B", "qty": 1,
-                                                                  "unit_cents": 250}]}
+    body = {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "currency": "EUR",
+        "total_cents": 1250,
+        "lines": [
+            {"sku": "A", "qty": 2, "unit_cents": 500},
+            {"sku": "B", "qty": 1, "unit_cents": 250},
+        ],
+    }
     body.update(changes)
     return json.dumps(body).encode()
 

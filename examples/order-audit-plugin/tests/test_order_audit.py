@@ -34,9 +34,15 @@ def unique() -> tuple[dict[str, Any], str]:
 
 
 def order(i: int, total: int = 500) -> bytes:
-    return json.dumps({"order_id": f"o-{i}", "customer_id": "c-1", "currency": "EUR",
-                       "total_cents": total,
-                       "lines": [{"sku": "A", "qty": 1, "unit_cents": 500}]}).encode()
+    return json.dumps(
+        {
+            "order_id": f"o-{i}",
+            "customer_id": "c-1",
+            "currency": "EUR",
+            "total_cents": total,
+            "lines": [{"sku": "A", "qty": 1, "unit_cents": 500}],
+        }
+    ).encode()
 
 
 async def test_an_order_is_recorded_and_announced(nats_server, nc) -> None:
@@ -63,30 +69,59 @@ async def test_a_wrong_total_is_dead_lettered_with_its_reason(nats_server) -> No
 
 async def test_conformance(nats_server) -> None:
     config, subject = unique()
-    await check_consumer_plugin(plugin, name=plugin.NAME, server=nats_server, config=config,
-                                subject=subject, valid_message=order)
+    await check_consumer_plugin(
+        plugin,
+        name=plugin.NAME,
+        server=nats_server,
+        config=config,
+        subject=subject,
+        valid_message=order,
+    )
 
 
 def test_config_problems_are_reported_with_their_key(tmp_path) -> None:
     (tmp_path / "bad.toml").write_text(
-        '[plugins.order_audit]\nenabled = true\naudited_subject = "elsewhere.audited"\n')
+        '[plugins.order_audit]\nenabled = true\naudited_subject = "elsewhere.audited"\n'
+    )
     done = subprocess.run(
-        [sys.executable, "-c", "from jetplug.cli import main; main()", "config", "check",
-         "-c", "bad.toml"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from jetplug.cli import main; main()",
+            "config",
+            "check",
+            "-c",
+            "bad.toml",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("JETPLUG_")},
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "plugins.order_audit.audited_subject: 'elsewhere.audited' is not in stream_subjects" in (
-        done.stderr)
+        done.stderr
+    )
 
 
 def test_it_is_opt_in(tmp_path) -> None:
     """Installed, the plugin stays off until named, so other configurations are unaffected."""
+
     def listed(*args: str) -> dict[str, Any]:
         done = subprocess.run(
-            [sys.executable, "-c", "from jetplug.cli import main; main()", "plugins", "--json",
-             *args], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-c",
+                "from jetplug.cli import main; main()",
+                "plugins",
+                "--json",
+                *args,
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={k: v for k, v in os.environ.items() if not k.startswith("JETPLUG_")},
         )
         return {p["name"]: p for p in json.loads(done.stdout)}

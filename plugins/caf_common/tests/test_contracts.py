@@ -93,7 +93,9 @@ def test_headers_win_over_payload() -> None:
     ack = decode(b(body), ExecAssignmentAck, {"tenant_id": "header-tenant", "trace_id": "h-trace"})
     assert ack.tenant_id == "header-tenant" and ack.trace_id == "h-trace"
     # tenant only in a header is enough
-    ack2 = decode(b({k: v for k, v in ACK.items() if k != "tenant_id"}), ExecAssignmentAck, {"tenant_id": "t"})
+    ack2 = decode(
+        b({k: v for k, v in ACK.items() if k != "tenant_id"}), ExecAssignmentAck, {"tenant_id": "t"}
+    )
     assert ack2.tenant_id == "t"
     with pytest.raises(ContractError) as err:
         decode(b(ACK), ExecAssignmentAck, {"version": "7"})
@@ -114,9 +116,17 @@ def test_ack_status_values() -> None:
 
 
 def test_usage_event_omits_absent_values() -> None:
-    event = UsageEvent(version="1", tenant_id="acme", assignment_id="a1", status="success", timestamp=1)
+    event = UsageEvent(
+        version="1", tenant_id="acme", assignment_id="a1", status="success", timestamp=1
+    )
     data = json.loads(encode(event))
-    assert data == {"version": "1", "tenant_id": "acme", "assignment_id": "a1", "status": "success", "timestamp": 1}
+    assert data == {
+        "version": "1",
+        "tenant_id": "acme",
+        "assignment_id": "a1",
+        "status": "success",
+        "timestamp": 1,
+    }
     assert "undefined" not in encode(event).decode()
 
 
@@ -130,9 +140,14 @@ def test_encode_keeps_defaults_and_drops_none() -> None:
     from jetplug_caf_common.contracts import Decision, ExecAssignment, Executor
 
     assignment = ExecAssignment(
-        assignment_id="a", request_id="r", tenant_id="t", executor=Executor(provider_id="p"),
+        assignment_id="a",
+        request_id="r",
+        tenant_id="t",
+        executor=Executor(provider_id="p"),
         job={"type": "x"},
-        decision=Decision(provider_id="p", priority=1, expected_latency_ms=5, expected_cost=0, reason="sticky"),
+        decision=Decision(
+            provider_id="p", priority=1, expected_latency_ms=5, expected_cost=0, reason="sticky"
+        ),
     )
     data = json.loads(encode(assignment))
     assert data["version"] == "1" and data["executor"] == {"provider_id": "p", "channel": "nats"}

@@ -15,8 +15,9 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 def published(aid: str, seq: int, duplicate: bool = False) -> caf.AssignmentPublished:
-    return caf.AssignmentPublished(assignment_id=aid, tenant_id="t", stream="S", seq=seq,
-                                   duplicate=duplicate, attempts=1)
+    return caf.AssignmentPublished(
+        assignment_id=aid, tenant_id="t", stream="S", seq=seq, duplicate=duplicate, attempts=1
+    )
 
 
 def test_every_event_moves_its_series() -> None:
@@ -41,8 +42,9 @@ def test_every_event_moves_its_series() -> None:
         caf.ResultProcessed(status="success", outcome="duplicate", latency_ms=4500),
         caf.UsageEmitted(assignment_id="a1", duplicate=False),
         caf.UsageEmitted(assignment_id="a1", duplicate=True),
-        MessageHandled(consumer="c", stream="S", stream_seq=1, deliveries=1, outcome="ack",
-                       duration=0.1),
+        MessageHandled(
+            consumer="c", stream="S", stream_seq=1, deliveries=1, outcome="ack", duration=0.1
+        ),
     ]:
         m.track(event)
 

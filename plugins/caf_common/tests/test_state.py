@@ -10,8 +10,18 @@ AID = "a-1"
 
 
 def publish(rec):  # type: ignore[no-untyped-def]
-    return state.published(rec, assignment_id=AID, published_at=1000, tenant_id="acme", request_id="r",
-                           provider_id="p", job_type="t", trace_id=None, deadline_ms=5000, stream_seq=7)
+    return state.published(
+        rec,
+        assignment_id=AID,
+        published_at=1000,
+        tenant_id="acme",
+        request_id="r",
+        provider_id="p",
+        job_type="t",
+        trace_id=None,
+        deadline_ms=5000,
+        stream_seq=7,
+    )
 
 
 def ack(status: str):  # type: ignore[no-untyped-def]
@@ -79,7 +89,9 @@ def test_expiry() -> None:
     assert state.expire(expired, now=7000) is None, "expires once"
     assert state.expire(run(publish, result("success")), now=10**9) is None
     late = result("success")(expired)
-    assert late.status == "completed" and late.expired_at == 6000, "a late result is kept, flagged late"
+    assert late.status == "completed" and late.expired_at == 6000, (
+        "a late result is kept, flagged late"
+    )
 
 
 def test_roundtrip_encoding() -> None:

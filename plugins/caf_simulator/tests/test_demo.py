@@ -17,7 +17,7 @@ def run_demo(tmp_path: Path, count: int, extra: str = "") -> tuple[int, str]:
     config.write_text(
         f"""
 [host]
-data_dir = "{tmp_path / 'data'}"
+data_dir = "{tmp_path / "data"}"
 plugins = ["caf_adapter", "ack_consumer", "result_consumer", "caf_simulator"]
 log_level = "error"
 [plugins.caf_simulator]
@@ -27,7 +27,9 @@ demo_rate = 400.0
     )
     proc = subprocess.run(
         [JETPLUG, "caf", "demo", "-c", str(config), "--count", str(count)],
-        capture_output=True, text=True, timeout=150,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -56,8 +58,12 @@ def test_demo_accounts_for_every_assignment(tmp_path: Path) -> None:
     assert sum(final.values()) == published, "every published assignment reached a final state"
     acks = counts(out, "acks by status")
     results = counts(out, "results by status")
-    assert set(acks) <= {"accepted", "rejected", "error"} and acks.get("accepted", 0) > acks.get("rejected", 0)
-    assert sum(results.values()) == number(out, "usage events"), "every processed result billed once"
+    assert set(acks) <= {"accepted", "rejected", "error"} and acks.get("accepted", 0) > acks.get(
+        "rejected", 0
+    )
+    assert sum(results.values()) == number(out, "usage events"), (
+        "every processed result billed once"
+    )
     assert final.get("rejected", 0) == acks.get("rejected", 0)
     assert "p50" in out and "p99" in out
 
@@ -65,7 +71,8 @@ def test_demo_accounts_for_every_assignment(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_demo_reports_loss_with_exit_code_1(tmp_path: Path) -> None:
-    """Results that never come and no expiry: those assignments never settle, and the demo says so."""
+    """Results that never come and no expiry: those assignments never settle, and the demo says
+    so."""
     extra = (
         "never_finish = 1.0\nrejected = 0.0\nack_error = 0.0\ndemo_settle_timeout = 2.0\n"
         "[plugins.caf_adapter]\nexpiry_enabled = false"

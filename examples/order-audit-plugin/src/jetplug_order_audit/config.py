@@ -45,8 +45,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def stream_spec(self) -> StreamSpec:
         """The stream that stores placed orders and audited events."""
-        return StreamSpec(self.stream, tuple(self.stream_subjects), max_age=self.stream_max_age,
-                          description="order_audit: shop orders")
+        return StreamSpec(
+            self.stream,
+            tuple(self.stream_subjects),
+            max_age=self.stream_max_age,
+            description="order_audit: shop orders",
+        )
 
     def consumer_spec(self) -> ConsumerSpec:
         """The durable pull consumer on ``subject``."""

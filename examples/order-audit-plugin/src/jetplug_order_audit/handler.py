@@ -59,12 +59,14 @@ def parse(data: bytes, settings: Settings) -> Order:
         raise Invalid("invalid_payload", f"payload: not valid JSON ({exc})") from None
     if order.currency not in settings.currencies:
         allowed = ", ".join(settings.currencies)
-        raise Invalid("currency_not_allowed",
-                      f"currency: {order.currency!r} is not one of {allowed}")
+        raise Invalid(
+            "currency_not_allowed", f"currency: {order.currency!r} is not one of {allowed}"
+        )
     total = sum(line.qty * line.unit_cents for line in order.lines)
     if total != order.total_cents:
-        raise Invalid("total_mismatch",
-                      f"total_cents: {order.total_cents}, but the lines add up to {total}")
+        raise Invalid(
+            "total_mismatch", f"total_cents: {order.total_cents}, but the lines add up to {total}"
+        )
     return order
 
 
@@ -74,26 +76,31 @@ def _json(value: dict[str, Any]) -> bytes:
 
 def audit_record(order: Order, placed_at_ms: int) -> bytes:
     """The audit record stored under the order id (the same bytes for every redelivery)."""
-    return _json({
-        "order_id": order.order_id,
-        "customer_id": order.customer_id,
-        "currency": order.currency,
-        "total_cents": order.total_cents,
-        "lines": len(order.lines),
-        "placed_at_ms": placed_at_ms,
-    })
+    return _json(
+        {
+            "order_id": order.order_id,
+            "customer_id": order.customer_id,
+            "currency": order.currency,
+            "total_cents": order.total_cents,
+            "lines": len(order.lines),
+            "placed_at_ms": placed_at_ms,
+        }
+    )
 
 
 def audited_event(order: Order) -> bytes:
     """The OrderAudited event's payload."""
-    return _json({"order_id": order.order_id, "currency": order.currency,
-                  "total_cents": order.total_cents})
+    return _json(
+        {"order_id": order.order_id, "currency": order.currency, "total_cents": order.total_cents}
+    )
 
 
 class Stored(Protocol):
     """A bucket entry (``jetplug.kv.Entry``)."""
 
-    value: bytes
+    @property
+    def value(self) -> bytes:
+        """The stored bytes (read-only: ``Entry`` is frozen)."""
 
 
 class Records(Protocol):
@@ -138,10 +145,16 @@ class Auditor:
             if existing is None:
                 raise RuntimeError(f"record {order.order_id!r} vanished while being written")
             if existing.value != record:
-                return Term("conflicting_order",
-                            f"order_id: {order.order_id!r} was audited before with other content")
+                return Term(
+                    "conflicting_order",
+                    f"order_id: {order.order_id!r} was audited before with other content",
+                )
             log.debug("order %s seen again: announcing it again", order.order_id)
         # the msg-id makes a repeated announcement (a redelivery) a no-op on the server
-        await self.publish(self.settings.audited_subject, audited_event(order),
-                           msg_id=f"order-audited-{order.order_id}", plugin="order_audit")
+        await self.publish(
+            self.settings.audited_subject,
+            audited_event(order),
+            msg_id=f"order-audited-{order.order_id}",
+            plugin="order_audit",
+        )
         return ACK

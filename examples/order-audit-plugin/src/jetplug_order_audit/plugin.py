@@ -58,11 +58,14 @@ def validate_config(config: Config) -> list[str]:
     for key in ("subject", "audited_subject"):
         value = getattr(s, key)
         if not any(covers(p, value) for p in s.stream_subjects):
-            problems.append(f"plugins.{NAME}.{key}: {value!r} is not in stream_subjects "
-                            f"{s.stream_subjects}")
+            problems.append(
+                f"plugins.{NAME}.{key}: {value!r} is not in stream_subjects {s.stream_subjects}"
+            )
     if covers(s.subject, s.audited_subject):
-        problems.append(f"plugins.{NAME}.audited_subject: the consumer (subject {s.subject!r}) "
-                        "would read the plugin's own events")
+        problems.append(
+            f"plugins.{NAME}.audited_subject: the consumer (subject {s.subject!r}) "
+            "would read the plugin's own events"
+        )
     return problems
 
 

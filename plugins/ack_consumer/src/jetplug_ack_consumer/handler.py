@@ -64,16 +64,21 @@ def refuse(
     mode and this router has no record of publishing the assignment.
     """
     if record is not None and record.tenant_id is not None and record.tenant_id != tenant_id:
-        raise Refused(Term(
-            "tenant_mismatch",
-            f"tenant_id: {tenant_id!r} does not match the assignment's tenant {record.tenant_id!r}",
-        ))
+        raise Refused(
+            Term(
+                "tenant_mismatch",
+                f"tenant_id: {tenant_id!r} does not match the assignment's tenant "
+                f"{record.tenant_id!r}",
+            )
+        )
     if strict and is_unknown(record):
-        raise Refused(Term(
-            UNKNOWN,
-            f"assignment_id: no record of assignment {assignment_id!r} (not published by this "
-            "router, or its record expired)",
-        ))
+        raise Refused(
+            Term(
+                UNKNOWN,
+                f"assignment_id: no record of assignment {assignment_id!r} (not published by this "
+                "router, or its record expired)",
+            )
+        )
 
 
 class AckHandler:
@@ -112,8 +117,13 @@ class AckHandler:
             be processed. Store failures raise, so the host naks with backoff.
         """
         try:
-            ack = admit(data, headers, ExecAssignmentAck, max_bytes=self.settings.max_bytes,
-                        allowed_tenants=self.allowed)
+            ack = admit(
+                data,
+                headers,
+                ExecAssignmentAck,
+                max_bytes=self.settings.max_bytes,
+                allowed_tenants=self.allowed,
+            )
         except ContractError as exc:
             log.debug("ack rejected (%s): %s", exc.reason, exc.error)
             return term(exc)
@@ -156,4 +166,3 @@ class AckHandler:
             AckProcessed(status=ack.status, outcome=outcome, latency_ms=record.ack_latency_ms)
         )
         return ACK
-

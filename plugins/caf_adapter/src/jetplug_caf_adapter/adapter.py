@@ -238,9 +238,7 @@ class Adapter:
                 return ack, attempt
             except PublishError as exc:
                 if exc.retryable and attempt < s.retry_attempts:
-                    self.emit(
-                        AssignmentRetried(assignment_id=aid, attempt=attempt, kind=exc.kind)
-                    )
+                    self.emit(AssignmentRetried(assignment_id=aid, attempt=attempt, kind=exc.kind))
                     log.info(
                         "assignment %s: attempt %d failed (%s), retrying", aid, attempt, exc.kind
                     )

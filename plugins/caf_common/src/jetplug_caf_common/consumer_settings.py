@@ -41,7 +41,9 @@ class ConsumerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     #: deliveries before a failing message is terminated and dead-lettered (``max_deliver``)
     max_deliver: Annotated[int, msgspec.Meta(ge=1)] = 5
     #: nak delays by delivery count, applied by the host (the last one repeats)
-    retry_delays: list[NonNegativeFloat] = msgspec.field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    retry_delays: list[NonNegativeFloat] = msgspec.field(
+        default_factory=lambda: [1.0, 2.0, 4.0, 8.0]
+    )
     #: messages fetched but not finished at once (also the server's max_ack_pending)
     in_flight: Annotated[int, msgspec.Meta(ge=1)] = 64
     #: payloads larger than this many bytes are terminated as ``too_large`` (0 = no limit)
@@ -58,7 +60,10 @@ class ConsumerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     def stream_spec(self) -> StreamSpec:
         """The stream the executor's messages arrive on."""
         return StreamSpec(
-            self.stream, (self.subject,), max_age=self.stream_max_age, description=self.STREAM_DESCRIPTION
+            self.stream,
+            (self.subject,),
+            max_age=self.stream_max_age,
+            description=self.STREAM_DESCRIPTION,
         )
 
     def consumer_spec(self) -> ConsumerSpec:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import msgspec
 
@@ -134,7 +134,9 @@ class ExecResult(Message, kw_only=True):
         present = [n for n in ("run_id", "flow_id", "step_id") if getattr(self, n) is not None]
         if present and len(present) != 3:
             missing = sorted({"run_id", "flow_id", "step_id"} - set(present))
-            raise ValueError(f"run_id, flow_id and step_id come together; missing {', '.join(missing)}")
+            raise ValueError(
+                f"run_id, flow_id and step_id come together; missing {', '.join(missing)}"
+            )
 
 
 # --- UsageEvent (router -> billing) --------------------------------------------------------------
@@ -186,7 +188,9 @@ def explain(exc: msgspec.ValidationError) -> tuple[str, str]:
     return path, f"{path or 'payload'}: {detail}"
 
 
-def decode(data: bytes, kind: type[T], headers: Mapping[str, str] | None = None, max_bytes: int = 0) -> T:
+def decode(
+    data: bytes, kind: type[T], headers: Mapping[str, str] | None = None, max_bytes: int = 0
+) -> T:
     """Validate ``data`` as ``kind``; header values of tenant_id/trace_id/version win.
 
     :raises ContractError: ``too_large``, or ``invalid_payload`` naming the field path;
@@ -199,7 +203,9 @@ def decode(data: bytes, kind: type[T], headers: Mapping[str, str] | None = None,
     except msgspec.DecodeError as exc:
         raise ContractError("invalid_payload", f"payload: not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
-        raise ContractError("invalid_payload", f"payload: expected a JSON object, got {type(obj).__name__}")
+        raise ContractError(
+            "invalid_payload", f"payload: expected a JSON object, got {type(obj).__name__}"
+        )
     if headers:
         for name in HEADER_FIELDS:
             value = headers.get(name)
@@ -208,20 +214,24 @@ def decode(data: bytes, kind: type[T], headers: Mapping[str, str] | None = None,
     version = obj.get("version")
     if version is not None and version != SUPPORTED_VERSION:
         raise ContractError(
-            "unsupported_version", f"version: expected \"1\", got {msgspec.json.encode(version).decode()}", "version"
+            "unsupported_version",
+            f'version: expected "1", got {msgspec.json.encode(version).decode()}',
+            "version",
         )
     try:
         message = msgspec.convert(obj, kind)
     except msgspec.ValidationError as exc:
         path, text = explain(exc)
-        return _raise(text, path)
+        _raise(text, path)
     tenant = getattr(message, "tenant_id", None)
     if isinstance(tenant, str) and len(tenant.encode()) > MAX_TENANT_BYTES:
-        return _raise(f"tenant_id: at most {MAX_TENANT_BYTES} bytes, got {len(tenant.encode())}", "tenant_id")
+        _raise(
+            f"tenant_id: at most {MAX_TENANT_BYTES} bytes, got {len(tenant.encode())}", "tenant_id"
+        )
     return message
 
 
-def _raise(message: str, path: str) -> Any:
+def _raise(message: str, path: str) -> NoReturn:
     raise ContractError("invalid_payload", message, path)
 
 

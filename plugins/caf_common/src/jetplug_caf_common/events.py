@@ -90,7 +90,8 @@ class ResultProcessed(Event):
 
 @dataclass(frozen=True)
 class UsageEmitted(Event):
-    """A usage event was stored (``duplicate``: the server already had it, so nothing is billed twice)."""
+    """A usage event was stored (``duplicate``: the server already had it, so nothing is billed
+    twice)."""
 
     name: ClassVar[str] = "caf_usage_emitted"
     assignment_id: str

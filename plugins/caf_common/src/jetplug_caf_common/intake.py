@@ -1,4 +1,5 @@
-"""What both consumers do first with a message: size, contract, tenant (the fate table's top rows)."""
+"""What both consumers do first with a message: size, contract, tenant (the fate table's top
+rows)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def admit(
     message = decode(data, kind, headers, max_bytes=max_bytes)
     if allowed_tenants and message.tenant_id not in allowed_tenants:
         raise ContractError(
-            "tenant_not_allowed", f"tenant_id: {message.tenant_id!r} is not in the allow-list", "tenant_id"
+            "tenant_not_allowed",
+            f"tenant_id: {message.tenant_id!r} is not in the allow-list",
+            "tenant_id",
         )
     return message
 

@@ -29,8 +29,24 @@ if TYPE_CHECKING:
     from jetplug.host import Host
 
 #: ack and end-to-end latencies, in seconds (executors may take minutes)
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-                   300.0, 600.0, 1800.0)
+LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+)
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, CafMetrics] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
@@ -62,11 +78,13 @@ class CafMetrics:
             ("kind",),
         )
         self.blocked = counter(
-            "jetplug_caf_assignments_blocked", "Assignments refused by the tenant allow-list",
+            "jetplug_caf_assignments_blocked",
+            "Assignments refused by the tenant allow-list",
             ("reason",),
         )
         self.skipped = counter(
-            "jetplug_caf_assignments_skipped", "Assignments not sent because sending is off",
+            "jetplug_caf_assignments_skipped",
+            "Assignments not sent because sending is off",
             ("reason",),
         )
         self.expired = counter(

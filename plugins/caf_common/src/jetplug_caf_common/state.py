@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import msgspec
 
-RESULT_STATUS = {"success": "completed", "error": "failed", "timeout": "timed_out", "cancelled": "cancelled"}
+RESULT_STATUS = {
+    "success": "completed",
+    "error": "failed",
+    "timeout": "timed_out",
+    "cancelled": "cancelled",
+}
 FINAL = frozenset({"rejected", "completed", "failed", "timed_out", "cancelled", "expired"})
 
 
@@ -96,7 +101,9 @@ def decode(data: bytes) -> AssignmentRecord:
 
 def _fill(record: AssignmentRecord, **facts: object) -> AssignmentRecord:
     """Fill fields that are still empty; known values are never overwritten."""
-    changes = {k: v for k, v in facts.items() if v is not None and getattr(record, k) in (None, False)}
+    changes = {
+        k: v for k, v in facts.items() if v is not None and getattr(record, k) in (None, False)
+    }
     return msgspec.structs.replace(record, **changes) if changes else record
 
 
@@ -153,7 +160,9 @@ def acknowledged(
         return None
     if previous is not None and not (previous == "accepted" and base.result_status is None):
         return None
-    updated = msgspec.structs.replace(base, ack_status=status, ack_message=message, acked_at=base.acked_at or at)
+    updated = msgspec.structs.replace(
+        base, ack_status=status, ack_message=message, acked_at=base.acked_at or at
+    )
     return _fill(updated, tenant_id=tenant_id, request_id=request_id, trace_id=trace_id)
 
 
@@ -184,7 +193,9 @@ def resulted(
     )
 
 
-def expire(current: AssignmentRecord | None, *, now: int, grace_ms: int = 0) -> AssignmentRecord | None:
+def expire(
+    current: AssignmentRecord | None, *, now: int, grace_ms: int = 0
+) -> AssignmentRecord | None:
     """Mark expired when the deadline (plus grace) passed without a result; None otherwise."""
     if current is None or current.status in FINAL:
         return None

@@ -36,7 +36,9 @@ class AssignmentStore:
         entry = await self.kv.get(assignment_id)
         return state.decode(entry.value) if entry else None
 
-    async def apply(self, assignment_id: str, change: Change) -> tuple[AssignmentRecord | None, bool]:
+    async def apply(
+        self, assignment_id: str, change: Change
+    ) -> tuple[AssignmentRecord | None, bool]:
         """Apply a pure merge function; returns ``(record now stored, whether it changed)``."""
 
         def on_bytes(current: bytes | None) -> bytes | None:

@@ -82,7 +82,10 @@ def make_request(rng: random.Random, tenants: list[str]) -> tuple[dict[str, Any]
     request = {
         "request_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "tenant_id": rng.choice(tenants),
-        "task": {"type": rng.choice(JOB_TYPES), "payload_ref": f"s3://demo/{rng.getrandbits(32):08x}"},
+        "task": {
+            "type": rng.choice(JOB_TYPES),
+            "payload_ref": f"s3://demo/{rng.getrandbits(32):08x}",
+        },
         "trace_id": f"{rng.getrandbits(128):032x}",
         "metadata": {"user_id": f"u-{rng.randint(1, 500)}"},
     }
@@ -118,8 +121,16 @@ class DemoResult:
     total_seconds: float
 
 
-async def run_demo(host: Host, tally: Tally, count: int, rate: float, seed: int, tenants: list[str],
-                   out: TextIO = sys.stderr, settle_timeout: float = 60.0) -> DemoResult:
+async def run_demo(
+    host: Host,
+    tally: Tally,
+    count: int,
+    rate: float,
+    seed: int,
+    tenants: list[str],
+    out: TextIO = sys.stderr,
+    settle_timeout: float = 60.0,
+) -> DemoResult:
     """Submit ``count`` assignments at ``rate``/s through caf_adapter and wait for every outcome."""
     from jetplug_caf_adapter import publish_assignment
 
@@ -143,7 +154,9 @@ async def run_demo(host: Host, tally: Tally, count: int, rate: float, seed: int,
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)  # pacing the load: a rate, not a condition
-            tasks.append(asyncio.get_running_loop().create_task(submit(*make_request(rng, tenants))))
+            tasks.append(
+                asyncio.get_running_loop().create_task(submit(*make_request(rng, tenants)))
+            )
         await asyncio.gather(*tasks, return_exceptions=True)
         publish_seconds = time.monotonic() - started
         pending = set(ids)
@@ -159,7 +172,9 @@ async def run_demo(host: Host, tally: Tally, count: int, rate: float, seed: int,
                 await asyncio.sleep(0.5)  # records settle at executor speed; poll them
     finally:
         progress.cancel()
-    return DemoResult(tally, ids, final, sorted(pending), publish_seconds, time.monotonic() - started)
+    return DemoResult(
+        tally, ids, final, sorted(pending), publish_seconds, time.monotonic() - started
+    )
 
 
 async def _progress(tally: Tally, count: int, out: TextIO) -> None:
@@ -183,20 +198,25 @@ def summary(result: DemoResult, server: str, rate: float) -> str:
         return "  ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
 
     accounted = sum(result.final.values())
+    per_second = len(result.published_ids) / max(result.publish_seconds, 1e-9)
     lines = [
         "",
         f"jetplug CAF demo: {len(result.published_ids)} assignments at {rate:g}/s on {server}",
-        f"  assignments published  {t.published}   (failed {sum(t.failed.values())}, blocked {t.blocked})",
+        f"  assignments published  {t.published}   "
+        f"(failed {sum(t.failed.values())}, blocked {t.blocked})",
         f"  acks by status         {counts(t.acks)}",
         f"  results by status      {counts(t.results)}",
-        f"  usage events           {t.usage}   (repeats the server deduplicated, not billed: {t.usage_duplicates})",
+        f"  usage events           {t.usage}   "
+        f"(repeats the server deduplicated, not billed: {t.usage_duplicates})",
         f"  dead letters           {counts(t.dead_letters)}",
         f"  duplicates dropped     {counts(t.duplicates)}",
         f"  unknown assignments    {t.unknown}",
         f"  expired                {t.expired}",
-        f"  ack latency            p50 {percentile(t.ack_latency, 50)}   p99 {percentile(t.ack_latency, 99)}",
-        f"  end-to-end latency     p50 {percentile(t.e2e_latency, 50)}   p99 {percentile(t.e2e_latency, 99)}",
-        f"  throughput             {len(result.published_ids) / max(result.publish_seconds, 1e-9):.0f} "
+        f"  ack latency            p50 {percentile(t.ack_latency, 50)}   "
+        f"p99 {percentile(t.ack_latency, 99)}",
+        f"  end-to-end latency     p50 {percentile(t.e2e_latency, 50)}   "
+        f"p99 {percentile(t.e2e_latency, 99)}",
+        f"  throughput             {per_second:.0f} "
         f"assignments/s published; {accounted} settled in {result.total_seconds:.1f} s",
         f"  final states           {counts(result.final)}",
         f"  lost: {len(result.lost)}",

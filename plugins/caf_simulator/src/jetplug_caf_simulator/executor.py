@@ -39,7 +39,13 @@ def draw(assignment: ExecAssignment, s: SimulatorSettings) -> Fate:
     """The fate of an assignment (deterministic per assignment id and seed)."""
     rng = random.Random(f"{s.seed}:{assignment.assignment_id}")
     roll = rng.random()
-    ack = "rejected" if roll < s.rejected else "error" if roll < s.rejected + s.ack_error else "accepted"
+    ack = (
+        "rejected"
+        if roll < s.rejected
+        else "error"
+        if roll < s.rejected + s.ack_error
+        else "accepted"
+    )
     result: str | None = None
     if ack == "accepted" and rng.random() >= s.never_finish:
         r = rng.random()
@@ -92,7 +98,9 @@ class SimulatedExecutor:
 
     async def _send(self, subject: str, body: dict[str, object] | bytes, tenant: str) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        await self.publisher.publish(subject, data, headers={"tenant_id": tenant}, plugin="caf_simulator")
+        await self.publisher.publish(
+            subject, data, headers={"tenant_id": tenant}, plugin="caf_simulator"
+        )
 
     async def _ack(self, a: ExecAssignment, fate: Fate) -> None:
         body: dict[str, object] = {
@@ -100,8 +108,11 @@ class SimulatedExecutor:
             "status": fate.ack,
             "request_id": a.request_id,
             "acknowledged_at": int(time.time() * 1000),
-            "message": {"accepted": "Assignment queued for execution", "rejected": "Provider unavailable",
-                        "error": "Executor failed to schedule"}[fate.ack],
+            "message": {
+                "accepted": "Assignment queued for execution",
+                "rejected": "Provider unavailable",
+                "error": "Executor failed to schedule",
+            }[fate.ack],
         }
         if fate.malformed_ack:
             body["status"] = "maybe"  # not in the contract: the ack consumer dead-letters it
@@ -124,8 +135,11 @@ class SimulatedExecutor:
             body["error_code"] = "PROVIDER_ERROR"
             body["error_message"] = "simulated provider failure"
         if fate.malformed_result:
-            await self._send(self.s.result_subject, b'{"assignment_id": "' + a.assignment_id.encode() + b'", ',
-                             a.tenant_id)  # truncated JSON: dead-lettered as invalid_payload
+            await self._send(
+                self.s.result_subject,
+                b'{"assignment_id": "' + a.assignment_id.encode() + b'", ',
+                a.tenant_id,
+            )  # truncated JSON: dead-lettered as invalid_payload
             return
         await self._send(self.s.result_subject, body, a.tenant_id)
         if fate.duplicate_result:

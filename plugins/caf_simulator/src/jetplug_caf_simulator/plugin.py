@@ -42,7 +42,9 @@ def configure(config: Config) -> None:
 def register_consumers(config: Config) -> list[ConsumerSpec]:
     """One durable pull consumer on the assignments (the stream is caf_adapter's)."""
     s: SimulatorSettings = config.plugin(NAME)
-    return [ConsumerSpec(s.assignment_stream, s.durable, (s.assignment_subject,), in_flight=s.in_flight)]
+    return [
+        ConsumerSpec(s.assignment_stream, s.durable, (s.assignment_subject,), in_flight=s.in_flight)
+    ]
 
 
 @hookimpl

@@ -13,7 +13,9 @@ class ResultConsumerSettings(ConsumerSettings, forbid_unknown_fields=True, kw_on
     """Settings of the result consumer (defaults from the Router <-> CAF contract)."""
 
     STREAM_DESCRIPTION: ClassVar[str] = "CAF -> router: ExecResult"
-    CONSUMER_DESCRIPTION: ClassVar[str] = "jetplug result_consumer: execution results, billed once each"
+    CONSUMER_DESCRIPTION: ClassVar[str] = (
+        "jetplug result_consumer: execution results, billed once each"
+    )
 
     #: subject the executors publish ExecResult messages on
     subject: str = "caf.exec.result.v1"

@@ -176,8 +176,13 @@ class ResultHandler:
             a message that can never be processed. Failures raise, so the host naks with backoff.
         """
         try:
-            result = admit(data, headers, ExecResult, max_bytes=self.settings.max_bytes,
-                           allowed_tenants=self.allowed)
+            result = admit(
+                data,
+                headers,
+                ExecResult,
+                max_bytes=self.settings.max_bytes,
+                allowed_tenants=self.allowed,
+            )
         except ContractError as exc:
             log.debug("result rejected (%s): %s", exc.reason, exc.error)
             return term(exc)
