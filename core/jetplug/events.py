@@ -1,4 +1,4 @@
-"""Telemetry events: one frozen dataclass per fact, named in the past tense.
+"""Telemetry events: one frozen struct per fact, named in the past tense.
 
 Every event reaches plugins through the ``track_event`` hook. ``Event.name`` is a stable snake
 case identifier used in logs and metrics.
@@ -7,20 +7,42 @@ case identifier used in logs and metrics.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
+
+#: attribute :func:`listens_to` sets on a ``track_event`` implementation
+EVENTS_ATTRIBUTE = "jetplug_events"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
-class Event:
-    """Base of every telemetry event."""
+def listens_to(*classes: type[Event]) -> Callable[[F], F]:
+    """Deliver only these event classes (and their subclasses) to a ``track_event`` hook.
+
+    Put it under ``@hookimpl``. Without it an implementation receives every event; with it,
+    the host skips the call for other classes, which matters for per-message events.
+    """
+
+    def mark(fn: F) -> F:
+        setattr(fn, EVENTS_ATTRIBUTE, classes)
+        return fn
+
+    return mark
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every telemetry event (a frozen ``msgspec.Struct``: cheap to build per message).
+
+    Subclass it for a plugin's own events, with ``frozen=True, kw_only=True`` and a ``name``.
+    """
 
     name: ClassVar[str] = "event"
-    at: float = field(default_factory=time.time, kw_only=True)
+    at: float = msgspec.field(default_factory=time.time)
 
 
-@dataclass(frozen=True)
-class ConnectionChanged(Event):
+class ConnectionChanged(Event, frozen=True, kw_only=True):
     """The NATS connection changed state.
 
     ``state`` is one of ``connected``, ``disconnected``, ``reconnected``, ``lame_duck``,
@@ -32,8 +54,7 @@ class ConnectionChanged(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class MessageHandled(Event):
+class MessageHandled(Event, frozen=True, kw_only=True):
     """A message reached its outcome (``ack``, ``nak``, ``term``, ``dropped``) after
     ``duration`` s."""
 
@@ -49,8 +70,7 @@ class MessageHandled(Event):
     error: str = ""
 
 
-@dataclass(frozen=True)
-class MessageRedelivered(Event):
+class MessageRedelivered(Event, frozen=True, kw_only=True):
     """A message arrived with a delivery count above 1."""
 
     name: ClassVar[str] = "message_redelivered"
@@ -60,8 +80,7 @@ class MessageRedelivered(Event):
     deliveries: int
 
 
-@dataclass(frozen=True)
-class MessageDeadLettered(Event):
+class MessageDeadLettered(Event, frozen=True, kw_only=True):
     """A message was copied to the dead-letter stream (``reason`` is a short code)."""
 
     name: ClassVar[str] = "message_dead_lettered"
@@ -74,8 +93,7 @@ class MessageDeadLettered(Event):
     plugin: str = ""
 
 
-@dataclass(frozen=True)
-class Published(Event):
+class Published(Event, frozen=True, kw_only=True):
     """A publish got its pub-ack (``duplicate`` = the server had it already)."""
 
     name: ClassVar[str] = "published"
@@ -88,8 +106,7 @@ class Published(Event):
     plugin: str = ""
 
 
-@dataclass(frozen=True)
-class PublishFailed(Event):
+class PublishFailed(Event, frozen=True, kw_only=True):
     """A publish failed for good; ``kind`` is the PublishError kind."""
 
     name: ClassVar[str] = "publish_failed"
@@ -100,8 +117,7 @@ class PublishFailed(Event):
     plugin: str = ""
 
 
-@dataclass(frozen=True)
-class ConsumerStateChanged(Event):
+class ConsumerStateChanged(Event, frozen=True, kw_only=True):
     """A consumer moved to ``running``, ``stalled``, ``recovering`` or ``stopped``."""
 
     name: ClassVar[str] = "consumer_state_changed"
@@ -111,8 +127,7 @@ class ConsumerStateChanged(Event):
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class ProvisioningDrift(Event):
+class ProvisioningDrift(Event, frozen=True, kw_only=True):
     """A declared stream/consumer differs from the server (``applied`` = manage mode fixed it)."""
 
     name: ClassVar[str] = "provisioning_drift"

@@ -34,6 +34,16 @@ def parse_reply(reply: str) -> tuple[str, str, int, int, int, int, int]:
     return stream, consumer, int(delivered), int(sseq), int(cseq), int(ts), int(pending)
 
 
+def _split_reply(reply: str) -> tuple[str, int, int, list[str]]:
+    """``(stream, deliveries, stream_seq, [consumer_seq, timestamp_ns, pending])`` as text."""
+    tokens = reply.split(".")
+    n = len(tokens)
+    if tokens[0] != "$JS" or (n != 9 and n < 11) or tokens[1] != "ACK":
+        parse_reply(reply)  # raises the precise MetadataError
+    base = 2 if n == 9 else 4
+    return tokens[base], int(tokens[base + 2]), int(tokens[base + 3]), tokens[base + 4 : base + 7]
+
+
 class Message:
     """One delivery of a JetStream message to a consumer.
 
@@ -43,20 +53,18 @@ class Message:
     """
 
     __slots__ = (
+        "_rest",
         "_runner",
         "consumer",
-        "consumer_seq",
         "data",
         "deliveries",
         "generation",
         "headers",
-        "pending",
         "reply",
         "started",
         "stream",
         "stream_seq",
         "subject",
-        "timestamp_ns",
     )
 
     def __init__(
@@ -74,18 +82,26 @@ class Message:
         self.data = data
         self.headers: dict[str, str] = headers or {}
         self.consumer = spec
-        (
-            self.stream,
-            _consumer,
-            self.deliveries,
-            self.stream_seq,
-            self.consumer_seq,
-            self.timestamp_ns,
-            self.pending,
-        ) = parse_reply(reply)
+        self.stream, self.deliveries, self.stream_seq, self._rest = _split_reply(reply)
         self._runner = runner
         self.generation = generation
         self.started = time.monotonic()
+
+    # read rarely: converted on access, not for every message
+    @property
+    def consumer_seq(self) -> int:
+        """The consumer's delivery sequence."""
+        return int(self._rest[0])
+
+    @property
+    def timestamp_ns(self) -> int:
+        """When the stream stored the message, in Unix nanoseconds."""
+        return int(self._rest[1])
+
+    @property
+    def pending(self) -> int:
+        """Messages still pending on the consumer after this one."""
+        return int(self._rest[2])
 
     @property
     def timestamp(self) -> float:

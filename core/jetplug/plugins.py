@@ -30,6 +30,7 @@ import pluggy
 from . import hookspecs
 from .config import apply_env_overrides
 from .errors import PluginLoadError, StartupError, UsageError
+from .events import EVENTS_ATTRIBUTE
 
 if TYPE_CHECKING:
     import click
@@ -430,7 +431,7 @@ class Plugins:
     def __init__(self, pm: pluggy.PluginManager, records: dict[str, PluginRecord]) -> None:
         self.pm = pm
         self.records = records
-        self._event_sinks: list[tuple[str, Callable[..., Any]]] | None = None
+        self._routes: dict[type, list[tuple[str, Callable[[Event], Any]]]] = {}
 
     # --- inspection ---------------------------------------------------------------------------
 
@@ -460,13 +461,13 @@ class Plugins:
             assert record.error is not None
             raise record.error
         record.status = "enabled"
-        self._event_sinks = None
+        self._routes.clear()
 
     def unregister(self, name: str) -> None:
         """Remove a plugin registered by name."""
         self.pm.unregister(name=name)
         self.records.pop(name, None)
-        self._event_sinks = None
+        self._routes.clear()
 
     def _impls(self, hook: str) -> list[pluggy.HookImpl]:
         """Implementations in pluggy's call order (tryfirst first, then LIFO registration)."""
@@ -609,23 +610,35 @@ class Plugins:
     # --- telemetry ----------------------------------------------------------------------------
 
     def track_event(self, event: Event) -> None:
-        """Deliver one event to every ``track_event`` implementation, isolating failures."""
-        sinks = self._event_sinks
+        """Deliver one event to every ``track_event`` implementation that takes its class,
+        isolating failures.
+
+        An implementation decorated with :func:`jetplug.events.listens_to` only gets the classes
+        it names (the routes are computed once per event class), so a sink that ignores
+        per-message events costs nothing per message.
+        """
+        sinks = self._routes.get(type(event))
         if sinks is None:
-            sinks = self._event_sinks = [
-                (
-                    impl.plugin_name,
-                    impl.function
-                    if impl.argnames == ("event",)
-                    else functools.partial(_call_one, impl, "event"),
-                )
-                for impl in self._impls("track_event")
-            ]
+            sinks = self._routes[type(event)] = self._sinks_for(type(event))
         for name, fn in sinks:
             try:
                 fn(event)
             except Exception:
                 log.exception("plugin %s: track_event failed for %s", name, event.name)
+
+    def _sinks_for(self, cls: type) -> list[tuple[str, Callable[[Event], Any]]]:
+        sinks: list[tuple[str, Callable[[Event], Any]]] = []
+        for impl in self._impls("track_event"):
+            wanted = getattr(impl.function, EVENTS_ATTRIBUTE, None)
+            if wanted is not None and not issubclass(cls, tuple(wanted)):
+                continue
+            fn = (
+                impl.function
+                if impl.argnames == ("event",)
+                else functools.partial(_call_one, impl, "event")
+            )
+            sinks.append((impl.plugin_name, fn))
+        return sinks
 
 
 __all__ = ["BUILTIN_PLUGINS", "GROUP", "PluginRecord", "Plugins", "Selection", "discover"]

@@ -11,6 +11,7 @@ from ..events import (
     MessageDeadLettered,
     ProvisioningDrift,
     PublishFailed,
+    listens_to,
 )
 from ..hookspecs import hookimpl
 
@@ -18,6 +19,9 @@ log = logging.getLogger("jetplug.events")
 
 
 @hookimpl
+@listens_to(
+    ConnectionChanged, ConsumerStateChanged, MessageDeadLettered, PublishFailed, ProvisioningDrift
+)
 def track_event(event: Event) -> None:
     """Log connection changes, consumer state, dead letters, drift and failed publishes."""
     if isinstance(event, ConnectionChanged):

@@ -172,11 +172,9 @@ class ConsumerRunner:
 
     async def _refill(self) -> None:
         """Ask for as many messages as the budget allows, if that is at least the refill step."""
-        if self.stopping or self._sub is None:
+        if self.stopping or self._sub is None or not self._refill_due():
             return
         free = self.spec.in_flight - len(self.in_flight) - self.outstanding
-        if free < self.refill_at and not (free > 0 and self.outstanding == 0):
-            return
         self._req_counter += 1
         token = str(self._req_counter)
         self.requests[token] = free
@@ -317,8 +315,13 @@ class ConsumerRunner:
             self.handled += 1
             if not self.in_flight:
                 self._idle.set()
-            if self.spec.mode == "pull":
+            if self.spec.mode == "pull" and self._refill_due():
                 await self._refill()
+
+    def _refill_due(self) -> bool:
+        """Whether a pull request should go out now (checked before creating a coroutine)."""
+        free = self.spec.in_flight - len(self.in_flight) - self.outstanding
+        return free >= self.refill_at or (free > 0 and self.outstanding == 0)
 
     async def send_progress(self, msg: Message) -> None:
         """Send +WPI for ``msg`` unless it was fetched before the last reconnect."""

@@ -15,7 +15,6 @@ progress are retried, with the same msg-id so the server stores the message once
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -24,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import nats.errors
 
 from .. import trace
@@ -57,6 +57,25 @@ def retry_horizon(timeout: float, attempts: int, wait: float, max_wait: float) -
     """
     waits = sum(retry_delay(a, wait, max_wait) * 1.1 for a in range(1, attempts))
     return timeout * attempts + waits
+
+
+class _ApiErrorWire(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _AnswerWire(msgspec.Struct):
+    """A pub-ack or an API error, as the server sends it."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    domain: str = ""
+    error: _ApiErrorWire | None = None
+
+
+_decode_answer = msgspec.json.Decoder(_AnswerWire).decode
 
 
 class _Pending:
@@ -223,12 +242,8 @@ class Publisher:
         fut: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         await self.window.acquire()
         pending = _Pending(pub, headers, fut, attempts or self.attempts)
-        fut.add_done_callback(self._release)
         await self._transmit(pending)
         return fut
-
-    def _release(self, _: asyncio.Future[PubAck]) -> None:
-        self.window.release()
 
     async def _transmit(self, pending: _Pending) -> None:
         pending.attempt += 1
@@ -270,14 +285,13 @@ class Publisher:
             await self._no_responders(pending)
             return
         try:
-            answer = json.loads(msg.data)
-        except ValueError:
+            answer = _decode_answer(msg.data)
+        except msgspec.DecodeError:
             self._fail(pending, "server_error", f"unreadable pub-ack: {msg.data[:100]!r}")
             return
-        err = answer.get("error")
-        if err:
-            code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
-            desc = str(err.get("description", ""))
+        err = answer.error
+        if err is not None:
+            code, err_code, desc = err.code, err.err_code, err.description
             if err_code == ERR_WRONG_STREAM:
                 self._fail(
                     pending,
@@ -293,13 +307,7 @@ class Publisher:
             else:
                 self._fail(pending, "server_error", f"{desc} (err_code {err_code})")
             return
-        ack = PubAck(
-            stream=answer.get("stream", ""),
-            seq=int(answer.get("seq", 0)),
-            duplicate=bool(answer.get("duplicate", False)),
-            domain=answer.get("domain", ""),
-        )
-        self._succeed(pending, ack)
+        self._succeed(pending, PubAck(answer.stream, answer.seq, answer.duplicate, answer.domain))
 
     async def _no_responders(self, pending: _Pending) -> None:
         subject = pending.publish.subject
@@ -356,6 +364,7 @@ class Publisher:
         if pending.future.done():
             return
         pending.future.set_exception(error)
+        self.window.release()
         pub = pending.publish
         self.emit(
             PublishFailed(
@@ -371,6 +380,7 @@ class Publisher:
 
     def _succeed(self, pending: _Pending, ack: PubAck) -> None:
         pending.future.set_result(ack)
+        self.window.release()
         pub = pending.publish
         self.emit(
             Published(

@@ -9,12 +9,12 @@ serves until SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import signal
 import sys
 from typing import IO, Any
 
+import msgspec
 from jetplug import hookimpl
 from jetplug.cli import load_host_config
 from jetplug.events import Event
@@ -42,7 +42,7 @@ class Recorder:
     @hookimpl
     def track_event(self, event: Event) -> None:
         if event.name in RECORDED:
-            self.write({"event": event.name, **dataclasses.asdict(event)})
+            self.write({"event": event.name, **msgspec.structs.asdict(event)})
 
 
 async def main(config_path: str, out_path: str) -> None:

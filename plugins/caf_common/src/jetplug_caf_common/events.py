@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from jetplug.events import Event
 
 
-@dataclass(frozen=True)
-class AssignmentPublished(Event):
+class AssignmentPublished(Event, frozen=True, kw_only=True):
     """An assignment got its pub-ack (``duplicate``: the server already had this id)."""
 
     name: ClassVar[str] = "caf_assignment_published"
@@ -21,8 +19,7 @@ class AssignmentPublished(Event):
     attempts: int
 
 
-@dataclass(frozen=True)
-class AssignmentRetried(Event):
+class AssignmentRetried(Event, frozen=True, kw_only=True):
     """A publish attempt failed with a retryable error and will be tried again."""
 
     name: ClassVar[str] = "caf_assignment_retried"
@@ -31,8 +28,7 @@ class AssignmentRetried(Event):
     kind: str
 
 
-@dataclass(frozen=True)
-class AssignmentFailed(Event):
+class AssignmentFailed(Event, frozen=True, kw_only=True):
     """An assignment was not published (``kind``: ``invalid`` or a PublishError kind)."""
 
     name: ClassVar[str] = "caf_assignment_failed"
@@ -41,8 +37,7 @@ class AssignmentFailed(Event):
     error: str
 
 
-@dataclass(frozen=True)
-class AssignmentBlocked(Event):
+class AssignmentBlocked(Event, frozen=True, kw_only=True):
     """The tenant is not in the allow-list; nothing was published."""
 
     name: ClassVar[str] = "caf_assignment_blocked"
@@ -50,16 +45,14 @@ class AssignmentBlocked(Event):
     reason: str = "tenant_not_allowed"
 
 
-@dataclass(frozen=True)
-class AssignmentSkipped(Event):
+class AssignmentSkipped(Event, frozen=True, kw_only=True):
     """Assignments are switched off; nothing was published."""
 
     name: ClassVar[str] = "caf_assignment_skipped"
     reason: str = "disabled"
 
 
-@dataclass(frozen=True)
-class AssignmentExpired(Event):
+class AssignmentExpired(Event, frozen=True, kw_only=True):
     """An assignment passed its deadline without a result."""
 
     name: ClassVar[str] = "caf_assignment_expired"
@@ -67,8 +60,7 @@ class AssignmentExpired(Event):
     tenant_id: str
 
 
-@dataclass(frozen=True)
-class AckProcessed(Event):
+class AckProcessed(Event, frozen=True, kw_only=True):
     """An ack was processed; ``outcome``: ``applied``, ``duplicate``, ``stale`` (too late to change
     the record, e.g. after ``rejected``) or ``unknown_assignment``."""
 
@@ -78,8 +70,7 @@ class AckProcessed(Event):
     latency_ms: int | None = None
 
 
-@dataclass(frozen=True)
-class ResultProcessed(Event):
+class ResultProcessed(Event, frozen=True, kw_only=True):
     """A result was processed; ``outcome``: ``applied``, ``duplicate`` or ``unknown_assignment``."""
 
     name: ClassVar[str] = "caf_result_processed"
@@ -88,8 +79,7 @@ class ResultProcessed(Event):
     latency_ms: int | None = None
 
 
-@dataclass(frozen=True)
-class UsageEmitted(Event):
+class UsageEmitted(Event, frozen=True, kw_only=True):
     """A usage event was stored (``duplicate``: the server already had it, so nothing is billed
     twice)."""
 
