@@ -285,6 +285,10 @@ def collect(
     return out
 
 
+#: shortest interval between two in-progress heartbeats the host will keep up with
+MIN_PROGRESS_INTERVAL = 0.1
+
+
 def check_consumer(c: ConsumerSpec) -> list[str]:
     """Rules a consumer declaration must follow before anything is sent to a server."""
     where = f"consumer {c.stream}/{c.durable} (plugin {c.owner!r})"
@@ -298,6 +302,14 @@ def check_consumer(c: ConsumerSpec) -> list[str]:
     if not 0 < c.progress_fraction < 1:
         problems.append(
             f"{where}: progress_fraction must be between 0 and 1, got {c.progress_fraction}"
+        )
+    elif c.ack_wait > 0 and c.ack_wait * c.progress_fraction < MIN_PROGRESS_INTERVAL:
+        # every fetched message is handed to a handler at once (the budget is also the server's
+        # max_ack_pending), so only a running handler can outlive ack_wait, and in-progress
+        # covers it: that keep-alive needs room to run before the server redelivers
+        problems.append(
+            f"{where}: ack_wait {c.ack_wait:g}s x progress_fraction {c.progress_fraction:g} leaves "
+            f"less than {MIN_PROGRESS_INTERVAL:g}s between in-progress heartbeats; raise ack_wait"
         )
     if c.deliver_group and c.mode != "push":
         problems.append(f"{where}: deliver_group needs mode = 'push'")
