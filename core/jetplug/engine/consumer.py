@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal
 
-from .. import trace
+from .. import otel, trace
 from ..events import ConsumerStateChanged, MessageRedelivered
 from ..message import Message, MetadataError
 from . import eager
@@ -308,9 +308,14 @@ class ConsumerRunner:
 
     async def _process(self, msg: Message) -> None:
         trace.enter(msg.headers)
+        span = token = None
+        if otel.active():
+            span, token = otel.start_consumer_span(msg)
         try:
             await self.engine.outcomes.handle(msg)
         finally:
+            if span is not None:
+                otel.end_consumer_span(span, token)
             self.in_flight.pop(msg, None)
             self.handled += 1
             if not self.in_flight:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import nats.errors
 
-from .. import trace
+from .. import otel, trace
 from ..errors import PublishError
 from ..events import Event, Published, PublishFailed
 from ..types import PubAck, Publish
@@ -86,6 +86,7 @@ class _Pending:
         "headers",
         "publish",
         "sent_at",
+        "span",
         "started",
         "token",
     )
@@ -102,6 +103,7 @@ class _Pending:
         self.future = future
         self.attempts = attempts
         self.attempt = 0
+        self.span: Any = None
         self.sent_at = 0.0
         self.started = time.monotonic()
         self.token = ""
@@ -236,12 +238,17 @@ class Publisher:
             pub.msg_id = pub.headers.get(MSG_ID) or self.new_msg_id()
         headers = pub.headers
         headers[MSG_ID] = pub.msg_id
-        headers[trace.HEADER] = trace.outgoing(headers.get(trace.HEADER))
+        span = None
+        if otel.active() and trace.HEADER not in headers:
+            span = otel.start_producer_span(pub.subject, headers)
+        else:
+            headers[trace.HEADER] = trace.outgoing(headers.get(trace.HEADER))
         if pub.expected_stream:
             headers[EXPECTED_STREAM] = pub.expected_stream
         fut: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         await self.window.acquire()
         pending = _Pending(pub, headers, fut, attempts or self.attempts)
+        pending.span = span
         await self._transmit(pending)
         return fut
 
@@ -365,6 +372,8 @@ class Publisher:
             return
         pending.future.set_exception(error)
         self.window.release()
+        if pending.span is not None:
+            otel.end_producer_span(pending.span, error)
         pub = pending.publish
         self.emit(
             PublishFailed(
@@ -381,6 +390,8 @@ class Publisher:
     def _succeed(self, pending: _Pending, ack: PubAck) -> None:
         pending.future.set_result(ack)
         self.window.release()
+        if pending.span is not None:
+            otel.end_producer_span(pending.span, seq=ack.seq)
         pub = pending.publish
         self.emit(
             Published(
