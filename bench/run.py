@@ -63,7 +63,7 @@ from jetplug.config import build_config
 from jetplug.embedded import EmbeddedServer
 from jetplug.engine.jsapi import ApiError, JsApi
 from jetplug.engine.provisioning import consumer_config, stream_config
-from jetplug.events import MessageHandled
+from jetplug.events import MessageHandled, listens_to
 from jetplug.host import Host
 from jetplug.plugins import Selection, discover
 
@@ -298,6 +298,7 @@ class _Gate:
         await self.go.wait()
 
     @hookimpl
+    @listens_to(MessageHandled)
     def track_event(self, event: Any) -> None:
         if type(event) is MessageHandled:
             if event.outcome == "ack":

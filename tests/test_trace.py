@@ -59,5 +59,4 @@ async def test_traceparent_propagates_through_a_hop(nats_server, nc) -> None:
     out = trace.parse(traced.headers["traceparent"])
     assert out is not None and out[0] == "4bf92f3577b34da6a3ce929d0e0e4736", "same trace id"
     assert out[1] != "00f067aa0ba902b7", "a new span id for the new hop"
-    other = trace.parse(untraced.headers["traceparent"])
-    assert other is not None and other[0] != out[0], "no leak of the first message's trace"
+    assert "traceparent" not in (untraced.headers or {}), "no trace invented, none leaked"

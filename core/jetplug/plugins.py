@@ -626,6 +626,13 @@ class Plugins:
             except Exception:
                 log.exception("plugin %s: track_event failed for %s", name, event.name)
 
+    def wants(self, cls: type[Event]) -> bool:
+        """Whether a ``track_event`` implementation takes ``cls`` events (build them only then)."""
+        sinks = self._routes.get(cls)
+        if sinks is None:
+            sinks = self._routes[cls] = self._sinks_for(cls)
+        return bool(sinks)
+
     def _sinks_for(self, cls: type) -> list[tuple[str, Callable[[Event], Any]]]:
         sinks: list[tuple[str, Callable[[Event], Any]]] = []
         for impl in self._impls("track_event"):

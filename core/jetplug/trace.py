@@ -2,8 +2,9 @@
 
 When a message carries a ``traceparent`` header, its handler runs with that trace as the current
 one; every publish made while handling it (through the host's publisher) gets a ``traceparent``
-that continues the trace with a new span id. A publish outside any trace starts a new trace.
-A ``traceparent`` the caller set explicitly is kept.
+that continues the trace with a new span id. A ``traceparent`` the caller set explicitly is
+kept. A publish outside any trace gets none (with OpenTelemetry configured, see
+:mod:`jetplug.otel`, the producer span's context is written instead).
 """
 
 from __future__ import annotations
@@ -40,21 +41,16 @@ def new_span_id() -> str:
     return os.urandom(8).hex()
 
 
-def new_trace_id() -> str:
-    """32 random hex digits."""
-    return os.urandom(16).hex()
-
-
-def outgoing(explicit: str | None = None) -> str:
-    """The traceparent to write on a publish: the caller's, a child of the current trace, or new."""
+def outgoing(explicit: str | None = None) -> str | None:
+    """The traceparent to write on a publish: the caller's, a child of the current trace, or
+    None when there is no trace to continue (nothing is invented for untraced work)."""
     if explicit and parse(explicit):
         return explicit
     ctx = current.get()
     if ctx is not None:
         trace_id, _, flags = ctx
         return f"00-{trace_id}-{new_span_id()}-{flags}"
-    ids = os.urandom(24).hex()  # one call for both ids: this runs on every publish
-    return f"00-{ids[:32]}-{ids[32:]}-01"
+    return None
 
 
 def enter(headers: dict[str, str]) -> None:

@@ -17,7 +17,6 @@ and subjects never become labels. docs/metrics.md lists every metric.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,64 +35,21 @@ from ..events import (
     MessageDeadLettered,
     MessageHandled,
     MessageRedelivered,
-    Published,
     PublishFailed,
+    listens_to,
 )
 from ..hookspecs import hookimpl
+from ..stats import DURATION_BUCKETS, Latency, PublishStats
 
 if TYPE_CHECKING:
     from ..host import Host
 
-#: upper bounds of the handler and publish latency buckets, in seconds (+Inf is implied)
-DURATION_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-)
-_LE = [repr(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
 #: consumer states (one label value each in ``jetplug_consumer_state``)
 CONSUMER_STATES = ("starting", "running", "stalled", "recovering", "stopping", "stopped")
 #: connection states (one label value each in ``jetplug_connection_state``)
 CONNECTION_STATES = ("connected", "reconnecting", "disconnected", "closed")
 #: distinct dead-letter reasons (and publish-failure kinds) kept; further ones count as "other"
 MAX_REASONS = 32
-
-
-class Latency:
-    """A histogram as plain numbers: per-bucket counts (not cumulative) and the sum."""
-
-    __slots__ = ("counts", "total")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Count one observation."""
-        self.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
-        self.total += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Cumulative ``(le, count)`` pairs for the exposition."""
-        out = []
-        running = 0
-        for le, n in zip(_LE, self.counts, strict=True):
-            running += n
-            out.append((le, float(running)))
-        return out
 
 
 class ConsumerStats:
@@ -109,24 +65,11 @@ class ConsumerStats:
         self.states: dict[str, int] = {}
 
 
-class PublishStats:
-    """Pub-acks of one stream."""
-
-    __slots__ = ("duplicate", "duration", "retries", "stored")
-
-    def __init__(self) -> None:
-        self.stored = 0
-        self.duplicate = 0
-        self.retries = 0
-        self.duration = Latency()
-
-
 class HostStats:
     """Everything the events move, as plain numbers (read by :class:`HostCollector`)."""
 
     def __init__(self) -> None:
         self.consumers: dict[tuple[str, str], ConsumerStats] = {}
-        self.publishes: dict[str, PublishStats] = {}
         self.publish_failures: dict[str, int] = {}
         self.reconnects = 0
         self.disconnects = 0
@@ -151,17 +94,6 @@ class HostStats:
             outcomes = stats.outcomes
             outcomes[e.outcome] = outcomes.get(e.outcome, 0) + 1
             stats.duration.observe(e.duration)
-        elif cls is Published:
-            pub = self.publishes.get(e.stream)
-            if pub is None:
-                pub = self.publishes[e.stream] = PublishStats()
-            if e.duplicate:
-                pub.duplicate += 1
-            else:
-                pub.stored += 1
-            if e.attempts > 1:
-                pub.retries += e.attempts - 1
-            pub.duration.observe(e.duration)
         elif cls is MessageRedelivered:
             self.consumer(e.stream, e.consumer).redeliveries += 1
         elif cls is MessageDeadLettered:
@@ -374,7 +306,10 @@ class HostCollector(Collector):
                 f["dead"].add_metric([*labels, reason], float(n))
             for state, n in c.states.items():
                 f["state_changes"].add_metric([*labels, state], float(n))
-        for stream, p in stats.publishes.items():
+        publishes: dict[str, PublishStats] = {}
+        if self.host is not None and self.host.engine is not None:
+            publishes = self.host.engine.publisher.stats  # counted by the publisher itself
+        for stream, p in publishes.items():
             f["publishes"].add_metric([stream, "stored"], float(p.stored))
             f["publishes"].add_metric([stream, "duplicate"], float(p.duplicate))
             f["publish_retries"].add_metric([stream], float(p.retries))
@@ -440,6 +375,14 @@ class MetricsPlugin:
         host.metrics.shared("jetplug.host", lambda reg: _register(reg, HostCollector(host, stats)))
 
     @hookimpl
+    @listens_to(
+        MessageHandled,
+        MessageRedelivered,
+        MessageDeadLettered,
+        PublishFailed,
+        ConsumerStateChanged,
+        ConnectionChanged,
+    )
     def track_event(self, event: Event) -> None:
         """Count one event (cheap: it runs for every message)."""
         self.stats.track(event)

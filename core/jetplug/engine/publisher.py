@@ -29,6 +29,7 @@ import nats.errors
 from .. import otel, trace
 from ..errors import PublishError
 from ..events import Event, Published, PublishFailed
+from ..stats import PublishStats
 from ..types import PubAck, Publish
 from .jsapi import ApiError, JsApi
 
@@ -141,6 +142,8 @@ class Publisher:
         self._sub: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._before = self._after = False
+        #: pub-acks per stream (the metrics plugin exposes them)
+        self.stats: dict[str, PublishStats] = {}
 
     async def start(self) -> None:
         """Subscribe the reply inbox and start the timeout sweeper."""
@@ -242,7 +245,9 @@ class Publisher:
         if otel.active() and trace.HEADER not in headers:
             span = otel.start_producer_span(pub.subject, headers)
         else:
-            headers[trace.HEADER] = trace.outgoing(headers.get(trace.HEADER))
+            parent = trace.outgoing(headers.get(trace.HEADER))
+            if parent is not None:
+                headers[trace.HEADER] = parent
         if pub.expected_stream:
             headers[EXPECTED_STREAM] = pub.expected_stream
         fut: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
@@ -392,7 +397,21 @@ class Publisher:
         self.window.release()
         if pending.span is not None:
             otel.end_producer_span(pending.span, seq=ack.seq)
+        stats = self.stats.get(ack.stream)
+        if stats is None:
+            stats = self.stats[ack.stream] = PublishStats()
+        if ack.duplicate:
+            stats.duplicate += 1
+        else:
+            stats.stored += 1
+        if pending.attempt > 1:
+            stats.retries += pending.attempt - 1
+        stats.duration.observe(time.monotonic() - pending.started)
         pub = pending.publish
+        if self.plugins is not None and not self.plugins.wants(Published):
+            if self._after:
+                asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, ack, None))
+            return  # nobody listens: no event object per publish
         self.emit(
             Published(
                 subject=pub.subject,
