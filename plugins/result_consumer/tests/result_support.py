@@ -234,10 +234,15 @@ class Worker:
         return self.log.read_text(errors="replace")
 
     def records(self) -> list[dict[str, Any]]:
-        """Every line the worker wrote so far."""
+        """Every complete line the worker wrote so far.
+
+        The worker process may be in the middle of writing a line: only text up to the last
+        newline is read, so a half-written record is never parsed.
+        """
         if not self.out.exists():
             return []
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+        complete = self.out.read_text().rpartition("\n")[0]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def handled(self, outcome: str = "ack") -> list[int]:
         """Stream sequences this process finished with ``outcome``."""
