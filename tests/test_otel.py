@@ -72,3 +72,38 @@ async def test_spans_link_a_consume_publish_hop(nats_server, nc) -> None:
     assert producer.attributes["messaging.nats.stream_seq"] == out.seq
     assert out.headers["traceparent"].split("-")[2] == format(producer.context.span_id, "016x")
     del h
+
+
+async def test_a_handler_that_waits_ends_its_span_in_its_own_context(
+    nats_server, nc, caplog
+) -> None:
+    """A handler that suspends resumes in a task: the span's context token must stay valid
+    (OpenTelemetry logs "Failed to detach context" when it is detached in another context)."""
+    import asyncio
+    import logging
+
+    class Waiter(Relay):
+        @hookimpl
+        def register_streams(self) -> list[StreamSpec]:
+            return [StreamSpec("OTEL_WAIT", ("otel_wait.>",))]
+
+        @hookimpl
+        def register_consumers(self) -> list[ConsumerSpec]:
+            return [ConsumerSpec("OTEL_WAIT", "waiter")]
+
+        @hookimpl
+        async def handle_message(self, msg: Message) -> Any:
+            await asyncio.sleep(0.05)
+            return ACK
+
+    EXPORTER.clear()
+    caplog.set_level(logging.ERROR, logger="opentelemetry.context")
+    async with running_host(("waiter", Waiter()), server=nats_server) as h:
+        ack = await h.publish("otel_wait.a", b"x")
+        handled = await h.outcome(ack.seq)
+        assert handled.outcome == "ack"
+        await wait_until(
+            lambda: any(s.name == "otel_wait.a process" for s in EXPORTER.get_finished_spans())
+        )
+    failed = [r for r in caplog.records if "detach" in r.getMessage().lower()]
+    assert failed == [], "the span's context was detached in the context it was attached in"

@@ -43,7 +43,9 @@ def test_parse_rejects_invalid_values() -> None:
         assert trace.parse(bad) is None
 
 
-async def test_traceparent_propagates_through_a_hop(nats_server, nc) -> None:
+async def test_traceparent_propagates_through_a_hop(nats_server, nc, monkeypatch) -> None:
+    # the W3C path alone: an OpenTelemetry provider set by another test would write spans
+    monkeypatch.setattr("jetplug.otel.INSTALLED", False)
     incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     async with running_host(("relay", Relay()), server=nats_server) as h:
         await h.publish("trace_in.a", b"traced", headers={"traceparent": incoming})

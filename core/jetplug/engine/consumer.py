@@ -301,7 +301,7 @@ class ConsumerRunner:
         self.in_flight[msg] = msg.started
         self._idle.clear()
         # each message runs in its own context, so its trace never leaks into the next one
-        done, value = contextvars.copy_context().run(eager.start, self._process(msg))
+        done, value = eager.start(self._process(msg), contextvars.copy_context())
         if not done:
             self.tasks.add(value)
             value.add_done_callback(self.tasks.discard)

@@ -9,23 +9,39 @@ suspends (Python 3.12's eager tasks do the same; this works on 3.10 and 3.11).
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def start(coro: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
-    """Run ``coro`` until it first suspends.
+def start(
+    coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
+) -> tuple[bool, Any]:
+    """Run ``coro`` until it first suspends, in ``context`` when given.
 
     :return: ``(True, result)`` when it finished, ``(False, task)`` when it suspended; the task
-        resumes it and yields the result. Exceptions raised in the first step propagate.
+        resumes it, in the same context, and yields the result. Exceptions raised in the first
+        step propagate.
     """
+    if context is not None:
+        return context.run(_start, coro, context)
+    return _start(coro, None)
+
+
+def _start(coro: Coroutine[Any, Any, T], context: contextvars.Context | None) -> tuple[bool, Any]:
     try:
         yielded = coro.send(None)
     except StopIteration as stop:
         return True, stop.value
-    return False, asyncio.get_running_loop().create_task(_resume(coro, yielded))
+    loop = asyncio.get_running_loop()
+    if context is not None and sys.version_info >= (3, 11):
+        # the rest of the coroutine must see the context its first step ran in (values set and
+        # tokens taken there), not a copy of it, which create_task would make by default
+        return False, loop.create_task(_resume(coro, yielded), context=context)
+    return False, loop.create_task(_resume(coro, yielded))
 
 
 async def _resume(coro: Coroutine[Any, Any, T], yielded: Any) -> T:
