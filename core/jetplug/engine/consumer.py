@@ -309,7 +309,7 @@ class ConsumerRunner:
     async def _process(self, msg: Message) -> None:
         trace.enter(msg.headers)
         span = token = None
-        if otel.active():
+        if self.engine.spans:
             span, token = otel.start_consumer_span(msg)
         try:
             await self.engine.outcomes.handle(msg)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .. import otel
 from ..events import Event
 from ..settings import JetStreamSettings
 from .advisories import AdvisoryListener
@@ -71,6 +72,8 @@ class Engine:
         )
         self.outcomes = Outcomes(self)
         self.advisories = AdvisoryListener(self)
+        #: make OpenTelemetry consumer spans; decided once per host (not per message)
+        self.spans = otel.active()
         self.runners: dict[str, ConsumerRunner] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.plan: list[Change] = []

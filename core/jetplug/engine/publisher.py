@@ -142,11 +142,14 @@ class Publisher:
         self._sub: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._before = self._after = False
+        #: make OpenTelemetry producer spans (decided once, at start)
+        self.spans = False
         #: pub-acks per stream (the metrics plugin exposes them)
         self.stats: dict[str, PublishStats] = {}
 
     async def start(self) -> None:
         """Subscribe the reply inbox and start the timeout sweeper."""
+        self.spans = otel.active()
         nc = self.connection.client
         self._inbox = nc.new_inbox()
         self._sub = await nc.subscribe(
@@ -242,7 +245,7 @@ class Publisher:
         headers = pub.headers
         headers[MSG_ID] = pub.msg_id
         span = None
-        if otel.active() and trace.HEADER not in headers:
+        if self.spans and trace.HEADER not in headers:
             span = otel.start_producer_span(pub.subject, headers)
         else:
             parent = trace.outgoing(headers.get(trace.HEADER))
