@@ -405,48 +405,16 @@ async def test_status_reports_missing_consumer_and_a_running_hosts_readiness(
 
 
 def test_latency_buckets_count_each_observation_in_every_bucket_at_or_above_it() -> None:
-    from jetplug.builtin.metrics import HostCollector, HostStats
-    from jetplug.events import MessageHandled
-    from prometheus_client import CollectorRegistry, generate_latest
+    from jetplug.stats import HandledStats
 
-    stats = HostStats()
+    stats = HandledStats()
     for seconds in (0.001, 0.0011, 0.3, 100.0):
-        stats.track(
-            MessageHandled(
-                consumer="c",
-                stream="S",
-                stream_seq=1,
-                deliveries=1,
-                outcome="ack",
-                duration=seconds,
-            )
-        )
-    registry = CollectorRegistry()
-    registry.register(HostCollector(None, stats))
-    values = samples(generate_latest(registry).decode())
-
-    def bucket(le: str) -> float | None:
-        return sample(
-            values, "jetplug_handler_duration_seconds_bucket", stream="S", consumer="c", le=le
-        )
-
-    assert [bucket(le) for le in ("0.0005", "0.001", "0.0025", "0.25", "0.5", "60.0", "+Inf")] == [
-        0,
-        1,
-        2,
-        2,
-        3,
-        3,
-        4,
-    ]
-    assert sample(values, "jetplug_handler_duration_seconds_count", stream="S", consumer="c") == 4
-    assert sample(
-        values, "jetplug_handler_duration_seconds_sum", stream="S", consumer="c"
-    ) == pytest.approx(100.3021)
-    assert (
-        sample(values, "jetplug_messages_handled_total", stream="S", consumer="c", outcome="ack")
-        == 4
-    )
+        stats.count("ack", seconds)
+    buckets = dict(stats.duration.buckets())
+    wanted = ("0.0005", "0.001", "0.0025", "0.25", "0.5", "60.0", "+Inf")
+    assert [buckets[le] for le in wanted] == [0, 1, 2, 2, 3, 3, 4]
+    assert stats.duration.total == pytest.approx(100.3021)
+    assert stats.outcomes == {"ack": 4}
 
 
 # --- docs ----------------------------------------------------------------------------------------

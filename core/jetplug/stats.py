@@ -64,3 +64,18 @@ class PublishStats:
         self.duplicate = 0
         self.retries = 0
         self.duration = Latency()
+
+
+class HandledStats:
+    """Outcomes and handler durations of one consumer, counted by the engine itself."""
+
+    __slots__ = ("duration", "outcomes")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.duration = Latency()
+
+    def count(self, outcome: str, seconds: float) -> None:
+        """One message reached ``outcome`` after ``seconds``."""
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.duration.observe(seconds)

@@ -33,7 +33,6 @@ from ..events import (
     ConsumerStateChanged,
     Event,
     MessageDeadLettered,
-    MessageHandled,
     MessageRedelivered,
     PublishFailed,
     listens_to,
@@ -87,14 +86,7 @@ class HostStats:
         """Count one event (runs for every message and publish: keep it cheap)."""
         cls = type(event)
         e: Any = event
-        if cls is MessageHandled:
-            stats = self.consumers.get((e.stream, e.consumer))
-            if stats is None:
-                stats = self.consumer(e.stream, e.consumer)
-            outcomes = stats.outcomes
-            outcomes[e.outcome] = outcomes.get(e.outcome, 0) + 1
-            stats.duration.observe(e.duration)
-        elif cls is MessageRedelivered:
+        if cls is MessageRedelivered:
             self.consumer(e.stream, e.consumer).redeliveries += 1
         elif cls is MessageDeadLettered:
             _bump(self.consumer(e.stream, e.consumer).dead, e.reason or "unknown")
@@ -295,12 +287,16 @@ class HostCollector(Collector):
 
     def _events(self, f: dict[str, Any]) -> None:
         stats = self.stats
+        runners = self.host.engine.runners if self.host and self.host.engine else {}
+        for runner in runners.values():  # counted by the engine itself (no event per message)
+            handled = runner.handled_stats
+            labels = [runner.spec.stream, runner.spec.durable]
+            for outcome, n in handled.outcomes.items():
+                f["handled"].add_metric([*labels, outcome], float(n))
+            if handled.outcomes:
+                f["duration"].add_metric(labels, handled.duration.buckets(), handled.duration.total)
         for (stream, consumer), c in stats.consumers.items():
             labels = [stream, consumer]
-            for outcome, n in c.outcomes.items():
-                f["handled"].add_metric([*labels, outcome], float(n))
-            if c.outcomes:
-                f["duration"].add_metric(labels, c.duration.buckets(), c.duration.total)
             f["redeliveries"].add_metric(labels, float(c.redeliveries))
             for reason, n in c.dead.items():
                 f["dead"].add_metric([*labels, reason], float(n))
@@ -376,7 +372,6 @@ class MetricsPlugin:
 
     @hookimpl
     @listens_to(
-        MessageHandled,
         MessageRedelivered,
         MessageDeadLettered,
         PublishFailed,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import otel, trace
 from ..events import ConsumerStateChanged, MessageRedelivered
 from ..message import Message, MetadataError
+from ..stats import HandledStats
 from . import eager
 from .jsapi import ApiError
 from .provisioning import consumer_config, deliver_subject
@@ -54,6 +55,8 @@ class ConsumerRunner:
         self.last_activity = time.monotonic()
         self.last_message = 0.0
         self.handled = 0
+        #: outcomes and durations, counted here so no event is needed per message
+        self.handled_stats = HandledStats()
         self.stopping = False
         self._sub: Any = None
         self._inbox = ""

@@ -226,6 +226,13 @@ class Outcomes:
         reason: str = "",
         error: str = "",
     ) -> None:
+        duration = time.perf_counter() - started
+        runner = msg._runner
+        if runner is not None:
+            runner.handled_stats.count(outcome, duration)
+        plugins = self.engine.plugins
+        if plugins is not None and not plugins.wants(MessageHandled):
+            return  # counted above; no event object per message when nobody listens
         self.engine.emit(
             MessageHandled(
                 consumer=msg.consumer.durable,
@@ -233,7 +240,7 @@ class Outcomes:
                 stream_seq=msg.stream_seq,
                 deliveries=msg.deliveries,
                 outcome=outcome,
-                duration=time.perf_counter() - started,
+                duration=duration,
                 plugin=plugin,
                 reason=reason,
                 error=error,
