@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from ack_support import PLUGIN, ack, config, token
+from ack_support import PLUGIN, ack, config
 from jetplug.testing import check_consumer_plugin
+from jetplug_caf_common.testing import token
 
 
 @pytest.mark.timeout(90)

@@ -8,27 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ack_support import (
-    PLUGIN,
-    Declarer,
-    Observer,
-    ack,
-    config,
-    dead_letters,
-    now_ms,
-    record_published,
-    set_bucket_writable,
-    settings,
-    token,
-    workers,
-    write_config,
-)
+from ack_support import PLUGIN, Declarer, Observer, ack, config, dead_letters, settings
 from jetplug.events import MessageDeadLettered, MessageHandled, PublishFailed
 from jetplug.testing import running_host, wait_until
 from jetplug_ack_consumer.config import AckConsumerSettings
 from jetplug_caf_common import state
 from jetplug_caf_common.events import AckProcessed
 from jetplug_caf_common.store import AssignmentStore
+from jetplug_caf_common.testing import (
+    now_ms,
+    record_published,
+    set_bucket_writable,
+    token,
+    workers,
+    write_config,
+)
 
 
 def processed(h: Any) -> list[AckProcessed]:

@@ -17,6 +17,14 @@ from jetplug.testing import running_host, wait_until
 from jetplug_caf_common import state
 from jetplug_caf_common.events import ResultProcessed, UsageEmitted
 from jetplug_caf_common.store import AssignmentStore
+from jetplug_caf_common.testing import (
+    now_ms,
+    record_published,
+    set_bucket_writable,
+    token,
+    workers,
+    write_config,
+)
 from jetplug_result_consumer.config import ResultConsumerSettings
 from result_support import (
     PLUGIN,
@@ -24,15 +32,9 @@ from result_support import (
     Observer,
     config,
     dead_letters,
-    now_ms,
-    record_published,
     result,
-    set_bucket_writable,
     settings,
-    token,
     usage_events,
-    workers,
-    write_config,
 )
 
 # the contract's example result
