@@ -15,7 +15,7 @@ from jetplug.events import Event
 from jetplug_caf_common import state
 from jetplug_caf_common.contracts import ContractError, ExecAssignmentAck
 from jetplug_caf_common.events import AckProcessed
-from jetplug_caf_common.intake import admit, term
+from jetplug_caf_common.intake import UNKNOWN, admit, is_unknown, refusal, term
 from jetplug_caf_common.state import AssignmentRecord
 
 from .config import AckConsumerSettings
@@ -29,7 +29,6 @@ Notify = Callable[..., Awaitable[None]]
 APPLIED = "applied"
 DUPLICATE = "duplicate"
 STALE = "stale"
-UNKNOWN = "unknown_assignment"
 
 
 class Store(Protocol):
@@ -39,12 +38,6 @@ class Store(Protocol):
         self, assignment_id: str, change: Change
     ) -> tuple[AssignmentRecord | None, bool]:
         """Compare-and-set a pure merge; ``(record now stored, changed)``."""
-
-
-def is_unknown(record: AssignmentRecord | None) -> bool:
-    """True when this router never recorded publishing the assignment (no record, or no
-    ``published`` fact: the record only holds facts from executors)."""
-    return record is None or record.published_at is None
 
 
 class Refused(Exception):
@@ -58,27 +51,10 @@ class Refused(Exception):
 def refuse(
     record: AssignmentRecord | None, tenant_id: str, assignment_id: str, *, strict: bool
 ) -> None:
-    """Raise :class:`Refused` when a message must not touch ``record``.
-
-    ``tenant_mismatch``: the record belongs to another tenant. ``unknown_assignment``: strict
-    mode and this router has no record of publishing the assignment.
-    """
-    if record is not None and record.tenant_id is not None and record.tenant_id != tenant_id:
-        raise Refused(
-            Term(
-                "tenant_mismatch",
-                f"tenant_id: {tenant_id!r} does not match the assignment's tenant "
-                f"{record.tenant_id!r}",
-            )
-        )
-    if strict and is_unknown(record):
-        raise Refused(
-            Term(
-                UNKNOWN,
-                f"assignment_id: no record of assignment {assignment_id!r} (not published by this "
-                "router, or its record expired)",
-            )
-        )
+    """Raise :class:`Refused` when a message must not touch ``record`` (see ``refusal``)."""
+    decision = refusal(record, tenant_id, assignment_id, strict=strict)
+    if decision is not None:
+        raise Refused(decision)
 
 
 class AckHandler:

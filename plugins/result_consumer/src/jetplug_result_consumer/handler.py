@@ -19,12 +19,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from jetplug import ACK, Decision, PubAck, Term
+from jetplug import ACK, Decision, PubAck
 from jetplug.events import Event
 from jetplug_caf_common import state
 from jetplug_caf_common.contracts import ContractError, ExecResult, UsageEvent, encode
 from jetplug_caf_common.events import ResultProcessed, UsageEmitted
-from jetplug_caf_common.intake import admit, term
+from jetplug_caf_common.intake import UNKNOWN, admit, is_unknown, refusal, term
 from jetplug_caf_common.state import AssignmentRecord
 
 from .config import ResultConsumerSettings
@@ -39,7 +39,6 @@ Notify = Callable[..., Awaitable[None]]
 #: outcomes of a processed result (the ``outcome`` of :class:`ResultProcessed`)
 APPLIED = "applied"
 DUPLICATE = "duplicate"
-UNKNOWN = "unknown_assignment"
 
 
 class Store(Protocol):
@@ -74,34 +73,6 @@ class Publisher(Protocol):
 def usage_msg_id(assignment_id: str) -> str:
     """The ``Nats-Msg-Id`` of an assignment's usage event: one bill per assignment."""
     return f"usage-{assignment_id}"
-
-
-def is_unknown(record: AssignmentRecord | None) -> bool:
-    """True when this router never recorded publishing the assignment (no record, or no
-    ``published`` fact: the record only holds facts from executors)."""
-    return record is None or record.published_at is None
-
-
-def refusal(
-    record: AssignmentRecord | None, tenant_id: str, assignment_id: str, *, strict: bool
-) -> Term | None:
-    """The Term for a result that must not be billed or recorded, else None.
-
-    ``tenant_mismatch``: the record belongs to another tenant. ``unknown_assignment``: strict
-    mode and this router has no record of publishing the assignment.
-    """
-    if record is not None and record.tenant_id is not None and record.tenant_id != tenant_id:
-        return Term(
-            "tenant_mismatch",
-            f"tenant_id: {tenant_id!r} does not match the assignment's tenant {record.tenant_id!r}",
-        )
-    if strict and is_unknown(record):
-        return Term(
-            UNKNOWN,
-            f"assignment_id: no record of assignment {assignment_id!r} (not published by this "
-            "router, or its record expired)",
-        )
-    return None
 
 
 def usage_event(
