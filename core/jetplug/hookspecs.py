@@ -161,7 +161,12 @@ def handle_message(msg: Message) -> Decision | None:
     Fires for every delivered message, in pluggy call order (``tryfirst`` implementations first).
     The first implementation that returns a decision wins; the others are not called. The owner
     of the consumer (``msg.consumer.owner``) answers for it; interceptors (dedup, policy) use
-    ``tryfirst=True`` and return None to pass. Async ok.
+    ``tryfirst=True`` and return None to pass.
+
+    Plain ``def`` or ``async def``: when every implementation is a plain function, the engine
+    decides in the consumer's callback, one message after the other, and acks at once (the
+    cheapest path, for handlers that never wait on I/O). An ``async def`` handler that waits runs
+    concurrently with others, up to the consumer's ``in_flight`` budget.
 
     Raising an exception means "failed this time": the host naks with the consumer's retry delay
     for the delivery count, and at ``max_deliver`` terminates and dead-letters the message.

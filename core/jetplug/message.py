@@ -34,14 +34,13 @@ def parse_reply(reply: str) -> tuple[str, str, int, int, int, int, int]:
     return stream, consumer, int(delivered), int(sseq), int(cseq), int(ts), int(pending)
 
 
-def _split_reply(reply: str) -> tuple[str, int, int, list[str]]:
-    """``(stream, deliveries, stream_seq, [consumer_seq, timestamp_ns, pending])`` as text."""
+def _metadata_tokens(reply: str) -> list[str]:
+    """``[stream, consumer, delivered, sseq, cseq, ts, pending]`` of an ack subject, as text."""
     tokens = reply.split(".")
     n = len(tokens)
     if tokens[0] != "$JS" or (n != 9 and n < 11) or tokens[1] != "ACK":
         parse_reply(reply)  # raises the precise MetadataError
-    base = 2 if n == 9 else 4
-    return tokens[base], int(tokens[base + 2]), int(tokens[base + 3]), tokens[base + 4 : base + 7]
+    return tokens[2:] if n == 9 else tokens[4:11]
 
 
 class Message:
@@ -53,17 +52,14 @@ class Message:
     """
 
     __slots__ = (
-        "_rest",
+        "_meta",
         "_runner",
         "consumer",
         "data",
-        "deliveries",
         "generation",
         "headers",
         "reply",
         "started",
-        "stream",
-        "stream_seq",
         "subject",
     )
 
@@ -82,26 +78,48 @@ class Message:
         self.data = data
         self.headers: dict[str, str] = headers or {}
         self.consumer = spec
-        self.stream, self.deliveries, self.stream_seq, self._rest = _split_reply(reply)
+        # checked now (a non-JetStream message is refused at once), converted on access: most
+        # messages are acked without anyone reading their sequence numbers
+        self._meta = _metadata_tokens(reply)
         self._runner = runner
         self.generation = generation
+        #: when the engine received it (``time.monotonic()``)
         self.started = time.monotonic()
 
-    # read rarely: converted on access, not for every message
+    @property
+    def stream(self) -> str:
+        """The stream that stores the message."""
+        return self._meta[0]
+
+    @property
+    def deliveries(self) -> int:
+        """How many times the server has delivered it, this delivery included (1 = first)."""
+        return int(self._meta[2])
+
+    @property
+    def redelivered(self) -> bool:
+        """Whether this is not the first delivery."""
+        return self._meta[2] != "1"
+
+    @property
+    def stream_seq(self) -> int:
+        """The message's sequence number in the stream."""
+        return int(self._meta[3])
+
     @property
     def consumer_seq(self) -> int:
         """The consumer's delivery sequence."""
-        return int(self._rest[0])
+        return int(self._meta[4])
 
     @property
     def timestamp_ns(self) -> int:
         """When the stream stored the message, in Unix nanoseconds."""
-        return int(self._rest[1])
+        return int(self._meta[5])
 
     @property
     def pending(self) -> int:
         """Messages still pending on the consumer after this one."""
-        return int(self._rest[2])
+        return int(self._meta[6])
 
     @property
     def timestamp(self) -> float:

@@ -563,6 +563,13 @@ class Plugins:
                 out.append((impl.plugin_name, functools.partial(_call_one, impl, "msg")))
         return out
 
+    def message_handlers_are_plain(self) -> bool:
+        """Whether every ``handle_message`` implementation is a plain ``def`` (the engine then
+        runs the chain inline, without a coroutine per message)."""
+        return not any(
+            inspect.iscoroutinefunction(impl.function) for impl in self._impls("handle_message")
+        )
+
     # --- publishing ---------------------------------------------------------------------------
 
     def has_publish_hooks(self) -> tuple[bool, bool]:

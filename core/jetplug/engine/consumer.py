@@ -19,18 +19,21 @@ import contextvars
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import otel, trace
 from ..events import ConsumerStateChanged, MessageRedelivered
 from ..message import Message, MetadataError
 from ..stats import HandledStats
+from ..types import Ack
 from . import eager
 from .jsapi import ApiError
 from .provisioning import consumer_config, deliver_subject
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from ..types import ConsumerSpec
     from .engine import Engine
 
@@ -51,7 +54,8 @@ class ConsumerRunner:
         self.in_flight: dict[Message, float] = {}  # message -> last in-progress sent (monotonic)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.outstanding = 0
-        self.requests: OrderedDict[str, int] = OrderedDict()  # pull token -> messages still due
+        #: open pull requests, oldest first: ``[token, messages still due]``
+        self.requests: deque[list[Any]] = deque()
         self.last_activity = time.monotonic()
         self.last_message = 0.0
         self.handled = 0
@@ -64,6 +68,8 @@ class ConsumerRunner:
         self._supervisor: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        #: decide inline in the subscription callback (every handler a plain def, no spans)
+        self._inline = False
         js = engine.settings
         self.expires = js.pull_expires
         self.heartbeat = js.idle_heartbeat
@@ -102,6 +108,7 @@ class ConsumerRunner:
 
     async def start(self) -> None:
         """Subscribe, send the first pull request, start the supervisor."""
+        self._inline = self.engine.outcomes.plain and not self.engine.spans
         await self._subscribe()
         self._set_state("running")
         if self.spec.mode == "pull":
@@ -180,7 +187,7 @@ class ConsumerRunner:
         free = self.spec.in_flight - len(self.in_flight) - self.outstanding
         self._req_counter += 1
         token = str(self._req_counter)
-        self.requests[token] = free
+        self.requests.append([token, free])
         self.outstanding += free
         body = b'{"batch":%d,"expires":%d,"idle_heartbeat":%d}' % (
             free,
@@ -196,9 +203,13 @@ class ConsumerRunner:
             log.debug("pull request failed: %s", exc)
 
     def _end_request(self, token: str, undelivered: int | None = None) -> None:
-        due = self.requests.pop(token, None)
-        if due is None:
+        for request in self.requests:
+            if request[0] == token:
+                break
+        else:
             return
+        self.requests.remove(request)
+        due = request[1]
         self.outstanding -= due if undelivered is None else min(due, undelivered)
         if self.outstanding < 0:
             self.outstanding = 0
@@ -208,21 +219,22 @@ class ConsumerRunner:
         self.outstanding = 0
 
     async def _on_pull_msg(self, raw: Any) -> None:
-        self.last_activity = time.monotonic()
         headers = raw.headers
         if headers is not None and not raw.data and "Status" in headers:
+            self.last_activity = time.monotonic()
             await self._on_status(raw, headers)
             return
         # the server serves pull requests in order: this message belongs to the oldest open one
-        if self.requests:
-            token = next(iter(self.requests))
-            left = self.requests[token] - 1
-            if left <= 0:
-                del self.requests[token]
-            else:
-                self.requests[token] = left
+        requests = self.requests
+        if requests:
+            oldest = requests[0]
+            oldest[1] -= 1
+            if oldest[1] <= 0:
+                requests.popleft()
             self.outstanding -= 1
-        self._dispatch(raw)
+        await self._dispatch(raw)
+        if self._refill_due():
+            await self._refill()
 
     async def _on_status(self, raw: Any, headers: dict[str, str]) -> None:
         status = headers.get("Status", "")
@@ -259,16 +271,16 @@ class ConsumerRunner:
     # --- push -----------------------------------------------------------------------------------
 
     async def _on_push_msg(self, raw: Any) -> None:
-        self.last_activity = time.monotonic()
         headers = raw.headers
         if headers is not None and not raw.data and "Status" in headers:
+            self.last_activity = time.monotonic()
             await self._on_status(raw, headers)
             return
-        self._dispatch(raw)
+        await self._dispatch(raw)
 
     # --- dispatch -------------------------------------------------------------------------------
 
-    def _dispatch(self, raw: Any) -> None:
+    async def _dispatch(self, raw: Any) -> None:
         engine = self.engine
         try:
             msg = Message(
@@ -281,14 +293,15 @@ class ConsumerRunner:
                 engine.connection.generation,
             )
         except MetadataError as exc:
+            self.last_activity = time.monotonic()
             log.warning(
                 "ignored a non-JetStream message on the consumer inbox: %s",
                 exc,
                 extra={"consumer": self.spec.durable},
             )
             return
-        self.last_message = msg.started
-        if msg.deliveries > 1:
+        self.last_activity = self.last_message = msg.started
+        if msg.redelivered:
             engine.emit(
                 MessageRedelivered(
                     consumer=self.spec.durable,
@@ -301,21 +314,43 @@ class ConsumerRunner:
             # fetched but never started: hand it back at once instead of waiting for ack_wait
             engine.spawn(engine.outcomes.release(msg))
             return
+        outcomes = engine.outcomes
+        if self._inline:
+            # plain handlers never wait: decide right here, in the message's own context (so its
+            # trace never leaks into the next one), and ack without a coroutine of its own
+            decision, index, error = contextvars.copy_context().run(self._decide, msg)
+            if type(decision) is Ack and msg.generation == engine.connection.generation:
+                await outcomes.ack(msg, outcomes.handlers[index][0])
+                self.handled += 1
+                return
+            # anything else (nak, term, failure, an awaitable, a stale message): the full path
+            self._start(msg, outcomes.finish(msg, decision, index, error))
+            return
+        self._start(msg, outcomes.handle(msg))
+
+    def _decide(self, msg: Message) -> tuple[Any, int, str]:
+        trace.enter(msg.headers)
+        return self.engine.outcomes.decide(msg)
+
+    def _start(self, msg: Message, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` for ``msg`` in the message's own context, tracked as in flight.
+
+        It is started eagerly: a coroutine that does not wait costs no task.
+        """
         self.in_flight[msg] = msg.started
         self._idle.clear()
-        # each message runs in its own context, so its trace never leaks into the next one
-        done, value = eager.start(self._process(msg), contextvars.copy_context())
+        done, value = eager.start(self._process(msg, work), contextvars.copy_context())
         if not done:
             self.tasks.add(value)
             value.add_done_callback(self.tasks.discard)
 
-    async def _process(self, msg: Message) -> None:
+    async def _process(self, msg: Message, work: Coroutine[Any, Any, None]) -> None:
         trace.enter(msg.headers)
         span = token = None
         if self.engine.spans:
             span, token = otel.start_consumer_span(msg)
         try:
-            await self.engine.outcomes.handle(msg)
+            await work
         finally:
             if span is not None:
                 otel.end_consumer_span(span, token)

@@ -96,50 +96,88 @@ class Outcomes:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.handlers = engine.plugins.message_handlers() if engine.plugins else []
+        plugins = engine.plugins
+        self.handlers = plugins.message_handlers() if plugins else []
+        #: every handler is a plain ``def``: the chain can run without a coroutine of its own
+        self.plain = plugins.message_handlers_are_plain() if plugins else True
+        #: build a ``MessageHandled`` per message only when a ``track_event`` sink takes it
+        self.events = plugins.wants(MessageHandled) if plugins else True
+
+    def decide(self, msg: Message, first: int = 0) -> tuple[Any, int, str]:
+        """Run the handler chain from handler ``first`` until one returns something.
+
+        :return: ``(result, index of the handler that returned it or failed, error text)``.
+            ``result`` is None when no handler decided (``error`` says why), and may be an
+            awaitable (``async def`` handlers): :meth:`resolve` awaits it and goes on.
+        """
+        handlers = self.handlers
+        i = first
+        try:
+            while i < len(handlers):
+                result = handlers[i][1](msg)
+                if result is not None:
+                    return result, i, ""
+                i += 1
+        except Exception as exc:  # noqa: BLE001 - a handler failure is an outcome, not a crash
+            error = safe_error_text(exc)
+            log.warning(
+                "handler of plugin %s failed: %s", handlers[i][0], error, extra=msg.log_fields()
+            )
+            return None, i, error
+        owner = msg.consumer.owner
+        return None, -1, f"no plugin decided (owner {owner!r} returned None)"
+
+    async def resolve(
+        self, msg: Message, result: Any, index: int, error: str
+    ) -> tuple[Any, int, str]:
+        """Await what :meth:`decide` returned while it is awaitable, going on with the chain
+        after a handler whose awaitable gave None."""
+        while result is not None and hasattr(result, "__await__"):
+            try:
+                result = await result
+            except Exception as exc:  # noqa: BLE001 - a handler failure is an outcome
+                error = safe_error_text(exc)
+                log.warning(
+                    "handler of plugin %s failed: %s",
+                    self.handlers[index][0],
+                    error,
+                    extra=msg.log_fields(),
+                )
+                return None, index, error
+            if result is None:
+                result, index, error = self.decide(msg, index + 1)
+        return result, index, error
+
+    def plugin_at(self, msg: Message, index: int) -> str:
+        """The plugin that decided (or failed); the consumer's owner when none decided."""
+        return self.handlers[index][0] if index >= 0 else msg.consumer.owner
 
     async def handle(self, msg: Message) -> None:
         """Decide and settle one message; never raises."""
-        started = time.perf_counter()
-        decision: Any = None
-        plugin = ""
-        error = ""
+        result, index, error = self.decide(msg)
+        await self.finish(msg, result, index, error)
+
+    async def finish(self, msg: Message, result: Any, index: int, error: str) -> None:
+        """Settle what :meth:`decide` returned (awaiting it first if needed); never raises."""
         try:
-            for name, fn in self.handlers:
-                plugin = name  # kept after the loop: the plugin that decided or failed
-                result = fn(msg)
-                if result is not None and hasattr(result, "__await__"):
-                    result = await result
-                if result is not None:
-                    decision = result
-                    break
-            else:
-                plugin = msg.consumer.owner
-                error = f"no plugin decided (owner {msg.consumer.owner!r} returned None)"
-        except Exception as exc:  # noqa: BLE001 - a handler failure is an outcome, not a crash
-            error = safe_error_text(exc)
-            log.warning("handler of plugin %s failed: %s", plugin, error, extra=msg.log_fields())
-        try:
-            await self.settle(msg, decision, plugin, error, started)
+            if result is not None and hasattr(result, "__await__"):
+                result, index, error = await self.resolve(msg, result, index, error)
+            await self.settle(msg, result, self.plugin_at(msg, index), error)
         except Exception:
             log.exception("settling failed; the server will redeliver", extra=msg.log_fields())
 
-    async def settle(
-        self, msg: Message, decision: Any, plugin: str, error: str, started: float
-    ) -> None:
+    async def settle(self, msg: Message, decision: Any, plugin: str, error: str) -> None:
         """Carry out ``decision`` (or the failure ``error``) for ``msg``."""
         engine = self.engine
         if msg.generation != engine.connection.generation:
-            self._done(msg, "dropped", started, plugin, "stale", "fetched before a reconnect")
+            self.record(msg, "dropped", plugin, "stale", "fetched before a reconnect")
             return
-        client = engine.connection.client
         if type(decision) is Ack:
-            await client.publish(msg.reply, _ACK)
-            self._done(msg, "ack", started, plugin)
+            await self.ack(msg, plugin)
             return
         spec = msg.consumer
         if type(decision) is Term:
-            await self.dead_letter(msg, decision.reason, decision.error, plugin, started)
+            await self.dead_letter(msg, decision.reason, decision.error, plugin)
             return
         if type(decision) is Nak:
             delay = decision.delay
@@ -148,15 +186,29 @@ class Outcomes:
         else:
             error = f"handle_message returned {decision!r}, not Ack, Nak or Term"
             delay = None
-        if msg.deliveries >= spec.max_deliver:
+        deliveries = msg.deliveries
+        if deliveries >= spec.max_deliver:
             await self.dead_letter(
-                msg, "max_deliver", error or "nak on the last allowed delivery", plugin, started
+                msg, "max_deliver", error or "nak on the last allowed delivery", plugin
             )
             return
         if delay is None:
-            delay = spec.retry_delay(msg.deliveries)
+            delay = spec.retry_delay(deliveries)
         await self._nak(msg, delay)
-        self._done(msg, "nak", started, plugin, "error" if error else "nak", error)
+        self.record(msg, "nak", plugin, "error" if error else "nak", error)
+
+    async def ack(self, msg: Message, plugin: str) -> None:
+        """Ack ``msg`` (fetched on the current connection) and count it; never raises."""
+        try:
+            await self.engine.connection.client.publish(msg.reply, _ACK)
+        except Exception as exc:  # noqa: BLE001 - not acked: the server redelivers it
+            log.warning(
+                "ack not sent, the server will redeliver: %s",
+                safe_error_text(exc),
+                extra=msg.log_fields(),
+            )
+            return
+        self.record(msg, "ack", plugin)
 
     async def _nak(self, msg: Message, delay: float) -> None:
         body = _NAK if delay <= 0 else b'-NAK {"delay":%d}' % int(delay * NS)
@@ -168,11 +220,9 @@ class Outcomes:
             await self._nak(msg, 0)
         except Exception:
             log.debug("release failed", exc_info=True, extra=msg.log_fields())
-        self._done(msg, "released", time.perf_counter(), "", "shutdown")
+        self.record(msg, "released", "", "shutdown")
 
-    async def dead_letter(
-        self, msg: Message, reason: str, error: str, plugin: str, started: float
-    ) -> None:
+    async def dead_letter(self, msg: Message, reason: str, error: str, plugin: str) -> None:
         """Store a copy in the DLQ stream, then terminate the original; nak if the copy fails."""
         engine = self.engine
         dlq = engine.settings.dlq
@@ -201,7 +251,7 @@ class Outcomes:
                     extra=msg.log_fields(),
                 )
                 await self._nak(msg, msg.consumer.retry_delay(msg.deliveries))
-                self._done(msg, "nak", started, plugin, "dlq_failed", str(exc))
+                self.record(msg, "nak", plugin, "dlq_failed", str(exc))
                 return
         await engine.connection.client.publish(msg.reply, b"+TERM " + reason.encode()[:200])
         engine.emit(
@@ -215,23 +265,20 @@ class Outcomes:
                 plugin=plugin,
             )
         )
-        self._done(msg, "term", started, plugin, reason, error)
+        self.record(msg, "term", plugin, reason, error)
 
-    def _done(
-        self,
-        msg: Message,
-        outcome: str,
-        started: float,
-        plugin: str,
-        reason: str = "",
-        error: str = "",
+    def record(
+        self, msg: Message, outcome: str, plugin: str, reason: str = "", error: str = ""
     ) -> None:
-        duration = time.perf_counter() - started
+        """Count the outcome on the consumer (and emit ``MessageHandled`` if anyone listens).
+
+        The duration runs from when the engine received the message.
+        """
+        duration = time.monotonic() - msg.started
         runner = msg._runner
         if runner is not None:
             runner.handled_stats.count(outcome, duration)
-        plugins = self.engine.plugins
-        if plugins is not None and not plugins.wants(MessageHandled):
+        if not self.events:
             return  # counted above; no event object per message when nobody listens
         self.engine.emit(
             MessageHandled(
