@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import msgspec
+
 Storage = Literal["file", "memory"]
 Retention = Literal["limits", "interest", "workqueue"]
 
@@ -144,9 +146,9 @@ class Publish:
     plugin: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class PubAck:
-    """The server's answer to a stored publish."""
+class PubAck(msgspec.Struct, frozen=True):
+    """The server's answer to a stored publish (immutable; built once per publish, so a cheap
+    struct rather than a frozen dataclass)."""
 
     stream: str
     seq: int

@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +79,41 @@ class _AnswerWire(msgspec.Struct):
 _decode_answer = msgspec.json.Decoder(_AnswerWire).decode
 
 
+class _Window:
+    """How many more publishes may be in flight, and the senders waiting for a slot.
+
+    A counter rather than an :class:`asyncio.Semaphore`: taking and returning a slot happens for
+    every publish, and a plain integer costs a fraction of the semaphore's checks.
+    """
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self) -> None:
+        """Wait until a slot is handed over (call only when ``free`` is 0)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just as the sender gave up: pass it on
+            raise
+
+    def release(self) -> None:
+        """Return a slot: to the longest waiting sender, else to the counter."""
+        waiters = self.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 class _Pending:
     __slots__ = (
         "attempt",
@@ -134,7 +169,7 @@ class Publisher:
         self.attempts = attempts
         self.retry_wait = retry_wait
         self.retry_max_wait = retry_max_wait
-        self.window = asyncio.Semaphore(window)
+        self.window = _Window(window)
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._counter = 0
         self._id_prefix = os.urandom(8).hex()
@@ -142,6 +177,8 @@ class Publisher:
         self._sub: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._before = self._after = False
+        #: build a ``Published`` per publish only when a ``track_event`` sink takes it
+        self._events = True
         #: make OpenTelemetry producer spans (decided once, at start)
         self.spans = False
         #: pub-acks per stream (the metrics plugin exposes them)
@@ -157,6 +194,7 @@ class Publisher:
         )
         if self.plugins is not None:
             self._before, self._after = self.plugins.has_publish_hooks()
+            self._events = self.plugins.wants(Published)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def close(self) -> None:
@@ -254,7 +292,11 @@ class Publisher:
         if pub.expected_stream:
             headers[EXPECTED_STREAM] = pub.expected_stream
         fut: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
-        await self.window.acquire()
+        window = self.window
+        if window.free > 0:
+            window.free -= 1
+        else:
+            await window.wait()
         pending = _Pending(pub, headers, fut, attempts or self.attempts)
         pending.span = span
         await self._transmit(pending)
@@ -411,8 +453,8 @@ class Publisher:
             stats.retries += pending.attempt - 1
         stats.duration.observe(time.monotonic() - pending.started)
         pub = pending.publish
-        if self.plugins is not None and not self.plugins.wants(Published):
-            if self._after:
+        if not self._events:
+            if self._after and self.plugins is not None:
                 asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, ack, None))
             return  # nobody listens: no event object per publish
         self.emit(
