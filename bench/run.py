@@ -30,7 +30,7 @@ creation, pre-publishing, connecting and host startup are outside it. CPU is
 ``time.process_time()`` of this process (the server runs in its own process).
 
 Usage: ``.venv/bin/python bench/run.py [--messages N] [--publishes M] [--repeat K] [--json FILE]
-[--only NAME[,NAME...]] [--profile FILE]``
+[--only NAME[,NAME...]] [--profile FILE] [--callgrind]``
 """
 
 from __future__ import annotations
@@ -117,16 +117,28 @@ class Run:
         return self.sys / self.count * 1e6 if self.count else 0.0
 
 
-class Meter:
-    """Wall and process CPU time of the timed region; optionally cProfile of it."""
+def callgrind(on: bool) -> None:
+    """Switch callgrind's instrumentation for this process (``--callgrind``, under valgrind)."""
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
-    def __init__(self, profiler: cProfile.Profile | None = None) -> None:
+
+class Meter:
+    """Wall and process CPU time of the timed region; optionally cProfile or callgrind of it."""
+
+    def __init__(self, profiler: cProfile.Profile | None = None, instrument: bool = False) -> None:
         self.profiler = profiler
+        self.instrument = instrument
         self.t0 = self.c0 = self.wall = self.cpu = self.sys = 0.0
         self.s0 = 0.0
 
     def start(self) -> None:
         gc.collect()
+        if self.instrument:
+            callgrind(True)
         if self.profiler is not None:
             self.profiler.enable()
         self.s0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
@@ -139,6 +151,8 @@ class Meter:
         self.sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime - self.s0
         if self.profiler is not None:
             self.profiler.disable()
+        if self.instrument:
+            callgrind(False)
 
 
 @dataclass
@@ -156,7 +170,7 @@ class Ctx:
     errors: dict[str, list[str]] = field(default_factory=dict)
 
     def meter(self) -> Meter:
-        return Meter(self.profiler)
+        return Meter(self.profiler, self.args.callgrind)
 
 
 async def _bounded(awaitable: Awaitable[Any], timeout: float, what: str) -> Any:
@@ -877,6 +891,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     p.add_argument(
         "--profile", metavar="FILE", help="cProfile the timed regions into FILE (pstats)"
+    )
+    p.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instrument only the timed regions; run under valgrind --tool=callgrind "
+        "--instr-atstart=no (see docs/performance.md)",
     )
     args = p.parse_args(argv)
     names = [n.strip() for part in args.only for n in part.split(",") if n.strip()] or list(ALL)
