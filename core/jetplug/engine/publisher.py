@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -140,8 +140,7 @@ class _Pending:
         self.attempts = attempts
         self.attempt = 0
         self.span: Any = None
-        self.sent_at = 0.0
-        self.started = time.monotonic()
+        self.started = self.sent_at = time.monotonic()
         self.token = ""
 
 
@@ -170,10 +169,12 @@ class Publisher:
         self.retry_wait = retry_wait
         self.retry_max_wait = retry_max_wait
         self.window = _Window(window)
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        #: in flight by reply token, in send order (the sweeper relies on it)
+        self._pending: dict[str, _Pending] = {}
         self._counter = 0
         self._id_prefix = os.urandom(8).hex()
         self._inbox = ""
+        self._reply_prefix = ""
         self._sub: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._before = self._after = False
@@ -189,6 +190,7 @@ class Publisher:
         self.spans = otel.active()
         nc = self.connection.client
         self._inbox = nc.new_inbox()
+        self._reply_prefix = self._inbox + "."
         self._sub = await nc.subscribe(
             self._inbox + ".*", cb=self._on_reply, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
@@ -304,15 +306,16 @@ class Publisher:
 
     async def _transmit(self, pending: _Pending) -> None:
         pending.attempt += 1
+        if pending.attempt > 1:
+            pending.sent_at = time.monotonic()
         self._counter += 1
         token = str(self._counter)
         pending.token = token
-        pending.sent_at = time.monotonic()
         self._pending[token] = pending
         pub = pending.publish
         try:
             await self.connection.client.publish(
-                pub.subject, pub.data, reply=f"{self._inbox}.{token}", headers=pending.headers
+                pub.subject, pub.data, reply=self._reply_prefix + token, headers=pending.headers
             )
         except nats.errors.MaxPayloadError:
             self._pending.pop(token, None)
@@ -334,7 +337,7 @@ class Publisher:
             )
 
     async def _on_reply(self, msg: Any) -> None:
-        token = msg.subject[len(self._inbox) + 1 :]
+        token = msg.subject[len(self._reply_prefix) :]
         pending = self._pending.pop(token, None)
         if pending is None or pending.future.done():
             return  # a late answer to an attempt that already timed out and was retried
