@@ -135,17 +135,30 @@ class ConsumerRunner:
                 pending_bytes_limit=-1,
             )
 
-    async def stop_intake(self) -> None:
-        """Stop taking messages: unsubscribe, so the server stops delivering to this host.
+    async def stop_intake(self, timeout: float = 5.0) -> None:
+        """Stop taking messages, and hand back at once the ones that arrived but never started.
 
-        For pull consumers this also ends the open pull requests: the server drops requests
-        nobody listens to. Without it, a message released at shutdown would be redelivered at
-        once to the same still-open request, again and again, until max_deliver was used up.
-        Push consumers leave the deliver group, so the other members take over.
+        The subscription is drained: UNSUB, then a round trip, so everything the server sent
+        before it has arrived, then the callback runs for what is still queued and, since the
+        runner is stopping, releases each of those messages (nak without delay) instead of
+        leaving it to come back after ``ack_wait``. For pull consumers the UNSUB also ends the
+        open pull requests (the server drops requests nobody listens to), so a released message
+        is not redelivered to this host again and again. Push consumers leave the deliver group,
+        so the other members take over.
         """
         self.stopping = True
         self._set_state("stopping")
-        await self._unsubscribe()
+        sub, self._sub = self._sub, None
+        if sub is None:
+            return
+        try:
+            await asyncio.wait_for(sub.drain(), timeout)
+        except Exception as exc:  # noqa: BLE001 - closed or slow: the rest waits for ack_wait
+            log.debug("draining the subscription failed: %s", exc)
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                log.debug("unsubscribe failed", exc_info=True)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no handler runs; False if ``timeout`` passed first."""
@@ -160,11 +173,13 @@ class ConsumerRunner:
         cancelled."""
         if self._supervisor is not None:
             self._supervisor.cancel()
-        cancelled = 0
-        for task in list(self.tasks):
-            if not task.done():
-                task.cancel()
-                cancelled += 1
+        running = [task for task in self.tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            # let the cancelled handlers unwind (their finally blocks) before the host goes on
+            await asyncio.wait(running, timeout=1.0)
+        cancelled = len(running)
         await self._unsubscribe()
         self.in_flight.clear()
         self._set_state("stopped")

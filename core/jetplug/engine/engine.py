@@ -123,11 +123,11 @@ class Engine:
         :return: ``{"cancelled": n}``: handlers still running at the deadline (their messages are
             not acked and come back after ack wait).
         """
-        for runner in self.runners.values():
-            await runner.stop_intake()
-        await self.advisories.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        for runner in self.runners.values():
+            await runner.stop_intake(max(0.1, deadline - loop.time()))
+        await self.advisories.stop()
         for runner in self.runners.values():
             await runner.wait_idle(max(0.0, deadline - loop.time()))
         cancelled = 0
@@ -135,7 +135,7 @@ class Engine:
             cancelled += await runner.close()
         if cancelled:
             log.warning(
-                "%d handler(s) still running after %.1fs were cancelled; their messages "
+                "%d handler(s) still running after %gs were cancelled; their messages "
                 "will be redelivered",
                 cancelled,
                 timeout,
