@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/shutdown.py
 
 clean:
 	rm -rf $(VENV) .jetplug
