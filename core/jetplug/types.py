@@ -146,9 +146,10 @@ class Publish:
     plugin: str = ""
 
 
-class PubAck(msgspec.Struct, frozen=True):
+class PubAck(msgspec.Struct, frozen=True, gc=False):
     """The server's answer to a stored publish (immutable; built once per publish, so a cheap
-    struct rather than a frozen dataclass)."""
+    struct rather than a frozen dataclass, and not tracked by the cyclic garbage collector: its
+    fields are scalars, and callers often keep thousands of them in a result list)."""
 
     stream: str
     seq: int

@@ -60,14 +60,15 @@ def retry_horizon(timeout: float, attempts: int, wait: float, max_wait: float) -
     return timeout * attempts + waits
 
 
-class _ApiErrorWire(msgspec.Struct):
+class _ApiErrorWire(msgspec.Struct, gc=False):
     code: int = 0
     err_code: int = 0
     description: str = ""
 
 
-class _AnswerWire(msgspec.Struct):
-    """A pub-ack or an API error, as the server sends it."""
+class _AnswerWire(msgspec.Struct, gc=False):
+    """A pub-ack or an API error, as the server sends it (scalars only: no reference cycles, so
+    the cyclic garbage collector need not track one per publish)."""
 
     stream: str = ""
     seq: int = 0
