@@ -7,7 +7,10 @@ budget; status messages 100 (heartbeat), 408 (request expired) and 409 (request 
 normal flow, never as errors. Each request gets its own reply token so its end is matched
 exactly.
 
-Handlers are started eagerly (see :mod:`.eager`), so a handler that does not wait costs no task.
+When every handler is a plain ``def``, the chain is decided inline in the subscription callback
+and an ack is sent right there (no coroutine per message). Otherwise, and for anything but an
+ack, each message runs as its own tracked coroutine, started eagerly (see :mod:`.eager`), so a
+handler that does not wait costs no task. Either way each message has its own context.
 A supervisor per consumer sends in-progress for long handlers, notices stalls (no heartbeat,
 deleted consumer, lost pull requests after a reconnect) and recovers.
 """
