@@ -125,3 +125,31 @@ async def test_pipelined_publish_many_keeps_order(nats_server) -> None:
         )
         seqs = [r.seq for r in results]  # type: ignore[union-attr]
         assert seqs == list(range(1, 501))
+
+
+@pytest.mark.parametrize(
+    ("attempts", "attempt", "started_ago", "retries"),
+    [
+        (3, 1, 0.0, True),  # counted attempts left
+        (3, 3, 1.0, True),  # counted attempts used up at once (no responders): time is left
+        (3, 5, 9.0, True),  # ... still inside the horizon with the next attempt's timeout
+        (3, 6, 11.0, False),  # the next attempt could end after the horizon
+        (1, 1, 0.0, False),  # attempts=1 means no retry, however fast the failure
+    ],
+)
+async def test_fast_failures_are_retried_for_as_long_as_timeouts_could_take(
+    attempts: int, attempt: int, started_ago: float, retries: bool
+) -> None:
+    import asyncio
+
+    from jetplug import Publish
+    from jetplug.engine.publisher import Publisher, _Pending, retry_horizon
+
+    # the rule alone, without a connection: timeout 5 s, waits 0.2 s doubling, capped at 2 s
+    publisher = Publisher(None, None, None, lambda e: None, timeout=5.0)  # type: ignore[arg-type]
+    assert retry_horizon(5.0, 3, 0.2, 2.0) == pytest.approx(15.66)
+    fut = asyncio.get_running_loop().create_future()
+    pending = _Pending(Publish("x", b""), {}, fut, attempts)
+    pending.attempt = attempt
+    pending.started = time.monotonic() - started_ago
+    assert publisher._may_retry(pending, 0.2) is retries

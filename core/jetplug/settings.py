@@ -138,8 +138,9 @@ class JetStreamSettings(Section):
     domain: str = ""
     #: seconds to wait for each pub-ack
     publish_timeout: PositiveFloat = 5.0
-    #: total attempts for a retryable publish failure (same msg-id each time)
-    publish_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    #: attempts for a publish that times out (same msg-id each time); failures that come back
+    #: at once (no responders during a leader election) are retried for as long as these could take
+    publish_attempts: Annotated[int, msgspec.Meta(ge=1)] = 4
     #: first retry delay in seconds; doubles each attempt
     publish_retry_wait: NonNegativeFloat = 0.2
     #: cap of the doubling retry delay, in seconds

@@ -405,16 +405,34 @@ class Publisher:
                     self._retry_or_fail(pending, "timeout", f"no pub-ack within {self.timeout:g}s")
 
     def _retry_or_fail(self, pending: _Pending, kind: str, detail: str) -> None:
-        if pending.attempt >= pending.attempts:
+        delay = retry_delay(pending.attempt, self.retry_wait, self.retry_max_wait)
+        delay += random.uniform(0, delay * 0.1)
+        if not self._may_retry(pending, delay):
             self._fail(
                 pending, kind, f"{detail} (after {pending.attempt} attempts)", retryable=True
             )
             return
-        delay = retry_delay(pending.attempt, self.retry_wait, self.retry_max_wait)
-        delay += random.uniform(0, delay * 0.1)
         log.debug("retrying publish to %s in %.2fs (%s)", pending.publish.subject, delay, kind)
         loop = asyncio.get_running_loop()
         loop.call_later(delay, lambda: loop.create_task(self._transmit(pending)))
+
+    def _may_retry(self, pending: _Pending, delay: float) -> bool:
+        """Whether another attempt may follow in ``delay`` seconds.
+
+        ``attempts`` counts attempts that time out. A failure that comes back at once (no
+        responders while a stream elects a new leader, the outbound buffer full while
+        reconnecting) uses up no time, so counting it the same way would give up within a second
+        or two, long before an election ends. Such failures are retried as long as the next
+        attempt, with its own timeout, still ends within the time the counted attempts could
+        have taken (:func:`retry_horizon`, the bound the duplicate windows are checked against).
+        """
+        if pending.attempt < pending.attempts:
+            return True
+        horizon = retry_horizon(
+            self.timeout, pending.attempts, self.retry_wait, self.retry_max_wait
+        )
+        elapsed = time.monotonic() - pending.started
+        return elapsed + delay + self.timeout <= horizon
 
     def _fail(self, pending: _Pending, kind: str, detail: str, *, retryable: bool = False) -> None:
         self._finish_error(
