@@ -7,37 +7,32 @@ The handler is plain Python: it gets its settings, the assignment store and two 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping
 
 from jetplug import ACK, Decision, Term
 from jetplug.events import Event
 from jetplug_caf_common import state
 from jetplug_caf_common.contracts import ContractError, ExecAssignmentAck
 from jetplug_caf_common.events import AckProcessed
-from jetplug_caf_common.intake import UNKNOWN, admit, is_unknown, refusal, term
+from jetplug_caf_common.intake import (
+    APPLIED,
+    DUPLICATE,
+    UNKNOWN,
+    Notify,
+    admit,
+    is_unknown,
+    refusal,
+    term,
+)
 from jetplug_caf_common.state import AssignmentRecord
+from jetplug_caf_common.store import Store
 
 from .config import AckConsumerSettings
 
 log = logging.getLogger("jetplug.ack_consumer")
 
-Change = Callable[[AssignmentRecord | None], AssignmentRecord | None]
-Notify = Callable[..., Awaitable[None]]
-
-#: outcomes of a processed ack (the ``outcome`` of :class:`AckProcessed`)
-APPLIED = "applied"
-DUPLICATE = "duplicate"
+#: outcome of an ack too late to change the record (see "Stale acks" in the README)
 STALE = "stale"
-
-
-class Store(Protocol):
-    """What the handler needs from :class:`jetplug_caf_common.store.AssignmentStore`."""
-
-    async def apply(
-        self, assignment_id: str, change: Change
-    ) -> tuple[AssignmentRecord | None, bool]:
-        """Compare-and-set a pure merge; ``(record now stored, changed)``."""
 
 
 class Refused(Exception):

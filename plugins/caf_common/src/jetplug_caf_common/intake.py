@@ -3,7 +3,7 @@ rows)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TypeVar
 
 from jetplug import Term
@@ -15,6 +15,13 @@ T = TypeVar("T", ExecAssignmentAck, ExecResult)
 
 #: outcome and DLQ reason for messages about assignments this router has no record of
 UNKNOWN = "unknown_assignment"
+#: outcome of a message merged into its record
+APPLIED = "applied"
+#: outcome of a message whose fact the record already holds
+DUPLICATE = "duplicate"
+
+#: calls a plugin hook by name with keyword arguments (``host.plugins.notify``)
+Notify = Callable[..., Awaitable[None]]
 
 
 def admit(

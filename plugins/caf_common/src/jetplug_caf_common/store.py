@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from jetplug import KeyValueSpec
 
@@ -22,7 +22,20 @@ def bucket_spec(bucket: str = DEFAULT_BUCKET, ttl: float = DEFAULT_TTL) -> KeyVa
     return KeyValueSpec(bucket, ttl=ttl, history=1, description="jetplug CAF assignment records")
 
 
+#: a pure merge: the stored record (None when absent) -> the record to store (None: keep as is)
 Change = Callable[[AssignmentRecord | None], AssignmentRecord | None]
+
+
+class Store(Protocol):
+    """What the consumers' handlers need from :class:`AssignmentStore` (unit tests pass fakes)."""
+
+    async def get(self, assignment_id: str) -> AssignmentRecord | None:
+        """The record, or None."""
+
+    async def apply(
+        self, assignment_id: str, change: Change
+    ) -> tuple[AssignmentRecord | None, bool]:
+        """Compare-and-set a pure merge; ``(record now stored, changed)``."""
 
 
 class AssignmentStore:

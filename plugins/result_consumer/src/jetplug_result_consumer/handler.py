@@ -16,7 +16,7 @@ the record (steps 3-4 again; the usage publish is dropped as a duplicate) or the
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from jetplug import ACK, Decision, PubAck
@@ -24,33 +24,24 @@ from jetplug.events import Event
 from jetplug_caf_common import state
 from jetplug_caf_common.contracts import ContractError, ExecResult, UsageEvent, encode
 from jetplug_caf_common.events import ResultProcessed, UsageEmitted
-from jetplug_caf_common.intake import UNKNOWN, admit, is_unknown, refusal, term
+from jetplug_caf_common.intake import (
+    APPLIED,
+    DUPLICATE,
+    UNKNOWN,
+    Notify,
+    admit,
+    is_unknown,
+    refusal,
+    term,
+)
 from jetplug_caf_common.state import AssignmentRecord
+from jetplug_caf_common.store import Store
 
 from .config import ResultConsumerSettings
 
 log = logging.getLogger("jetplug.result_consumer")
 
 PLUGIN = "result_consumer"
-
-Change = Callable[[AssignmentRecord | None], AssignmentRecord | None]
-Notify = Callable[..., Awaitable[None]]
-
-#: outcomes of a processed result (the ``outcome`` of :class:`ResultProcessed`)
-APPLIED = "applied"
-DUPLICATE = "duplicate"
-
-
-class Store(Protocol):
-    """What the handler needs from :class:`jetplug_caf_common.store.AssignmentStore`."""
-
-    async def get(self, assignment_id: str) -> AssignmentRecord | None:
-        """The record, or None."""
-
-    async def apply(
-        self, assignment_id: str, change: Change
-    ) -> tuple[AssignmentRecord | None, bool]:
-        """Compare-and-set a pure merge; ``(record now stored, changed)``."""
 
 
 class Publisher(Protocol):
