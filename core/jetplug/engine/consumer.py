@@ -336,12 +336,13 @@ class ConsumerRunner:
         if self._inline:
             # plain handlers never wait: decide right here, in the message's own context (so its
             # trace never leaks into the next one), and ack without a coroutine of its own
+            # (nothing awaits between building the message and here, so it cannot be stale yet)
             decision, index, error = contextvars.copy_context().run(self._decide, msg)
-            if type(decision) is Ack and msg.generation == engine.connection.generation:
+            if type(decision) is Ack:
                 await outcomes.ack(msg, outcomes.handlers[index][0])
                 self.handled += 1
                 return
-            # anything else (nak, term, failure, an awaitable, a stale message): the full path
+            # anything else (nak, term, failure, an awaitable): the full path
             self._start(msg, outcomes.finish(msg, decision, index, error))
             return
         self._start(msg, outcomes.handle(msg))

@@ -473,22 +473,20 @@ class Publisher:
             stats.stored += 1
         if pending.attempt > 1:
             stats.retries += pending.attempt - 1
-        stats.duration.observe(time.monotonic() - pending.started)
+        duration = time.monotonic() - pending.started
+        stats.duration.observe(duration)
         pub = pending.publish
-        if not self._events:
-            if self._after and self.plugins is not None:
-                asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, ack, None))
-            return  # nobody listens: no event object per publish
-        self.emit(
-            Published(
-                subject=pub.subject,
-                stream=ack.stream,
-                seq=ack.seq,
-                duplicate=ack.duplicate,
-                duration=time.monotonic() - pending.started,
-                attempts=pending.attempt,
-                plugin=pub.plugin,
+        if self._events:  # else nobody listens: no event object per publish
+            self.emit(
+                Published(
+                    subject=pub.subject,
+                    stream=ack.stream,
+                    seq=ack.seq,
+                    duplicate=ack.duplicate,
+                    duration=duration,
+                    attempts=pending.attempt,
+                    plugin=pub.plugin,
+                )
             )
-        )
         if self._after and self.plugins is not None:
             asyncio.get_running_loop().create_task(self.plugins.after_publish(pub, ack, None))
