@@ -210,8 +210,8 @@ async def test_window_hands_slots_to_waiters_in_order() -> None:
 
     first = asyncio.ensure_future(sender("first"))
     second = asyncio.ensure_future(sender("second"))
-    await asyncio.sleep(0)
-    assert len(window.waiters) == 2 and not order
+    await wait_until(lambda: len(window.waiters) == 2)
+    assert not order
     window.release()
     await first
     assert order == ["first"] and window.free == 0
@@ -227,7 +227,7 @@ async def test_window_slot_handed_to_a_cancelled_sender_is_passed_on() -> None:
     window.free -= 1
     gave_up = asyncio.ensure_future(window.wait())
     patient = asyncio.ensure_future(window.wait())
-    await asyncio.sleep(0)
+    await wait_until(lambda: len(window.waiters) == 2)
     window.release()  # hands the slot to gave_up ...
     gave_up.cancel()  # ... which is cancelled before it runs
     with pytest.raises(asyncio.CancelledError):
