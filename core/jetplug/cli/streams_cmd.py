@@ -17,6 +17,22 @@ def streams_group() -> None:
     """Compare and apply the streams and consumers plugins declare."""
 
 
+def _plan_and_show(
+    ctx: click.Context,
+    config_path: str | None,
+    plugin_names: tuple[str, ...],
+    disabled: tuple[str, ...],
+    as_json: bool,
+    do_apply: bool,
+) -> list[dict[str, Any]]:
+    """Load the configuration, compare (and with ``do_apply`` apply), print; the changes."""
+    cfg, plugins = load_host_config(config_path, plugin_names, disabled)
+    setup_from_config(cfg, ctx)
+    changes = asyncio.run(_plan(Host(cfg, plugins), do_apply=do_apply))
+    _show(changes, as_json, applied=do_apply)
+    return changes
+
+
 async def _plan(host: Host, do_apply: bool) -> list[dict[str, Any]]:
     try:
         engine = await host.open_client()
@@ -58,10 +74,7 @@ def plan_cmd(
 
     Exits 1 when there are changes, 0 when the server matches the declarations.
     """
-    cfg, plugins = load_host_config(config_path, plugin_names, disabled)
-    setup_from_config(cfg, ctx)
-    changes = asyncio.run(_plan(Host(cfg, plugins), do_apply=False))
-    _show(changes, as_json, applied=False)
+    changes = _plan_and_show(ctx, config_path, plugin_names, disabled, as_json, do_apply=False)
     if any(c["action"] != "none" for c in changes):
         raise SystemExit(1)
 
@@ -79,10 +92,7 @@ def apply_cmd(
     as_json: bool,
 ) -> None:
     """Create missing and update changed streams and consumers; immutable changes are refused."""
-    cfg, plugins = load_host_config(config_path, plugin_names, disabled)
-    setup_from_config(cfg, ctx)
-    changes = asyncio.run(_plan(Host(cfg, plugins), do_apply=True))
-    _show(changes, as_json, applied=True)
+    _plan_and_show(ctx, config_path, plugin_names, disabled, as_json, do_apply=True)
 
 
 def register(group: click.Group) -> None:
