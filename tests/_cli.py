@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -45,6 +46,24 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+async def run_cli_async(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 30
+) -> tuple[int, str, str]:
+    """:func:`run_cli` without blocking the event loop (the test's server or host keeps going):
+    ``(exit code, stdout, stderr)``."""
+    proc = await asyncio.create_subprocess_exec(
+        JETPLUG,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=jetplug_env() if env is None else env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def process_gone(pid: int) -> bool:

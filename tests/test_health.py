@@ -13,7 +13,7 @@ from typing import Any
 
 import _opsplugin
 import pytest
-from _cli import JETPLUG, jetplug_env
+from _cli import jetplug_env, run_cli_async
 from jetplug import ACK, ConsumerSpec, Nak, StreamSpec, Term, hookimpl
 from jetplug.engine.jsapi import JsApi
 from jetplug.engine.provisioning import consumer_config, stream_config
@@ -288,9 +288,7 @@ def ops_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def status_cli(config: Path, plugin: Path, *args: str) -> tuple[int, str, str]:
-    env = jetplug_env(PYTHONPATH=str(plugin))
-    proc = await asyncio.create_subprocess_exec(
-        JETPLUG,
+    return await run_cli_async(
         "--log-level",
         "warning",
         "status",
@@ -299,14 +297,9 @@ async def status_cli(config: Path, plugin: Path, *args: str) -> tuple[int, str, 
         "-p",
         "opstest",
         *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         cwd=config.parent,
-        env=env,
+        env=jetplug_env(PYTHONPATH=str(plugin)),
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_status_json_matches_the_servers_consumer_info(

@@ -6,15 +6,14 @@ otherwise take part in the plan.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _cli import jetplug_env, run_cli_async
 from jetplug import ConsumerSpec, StreamSpec, hookimpl
 from jetplug.engine.jsapi import ApiError, JsApi
 from jetplug.errors import ProvisioningError, StartupError
@@ -24,7 +23,6 @@ from jetplug.testing import running_host
 NS = 1_000_000_000
 NO_DLQ = "[jetstream.dlq]\nenabled = false\n"
 FIXTURE = Path(__file__).parent / "fixtures" / "provisioning_plugin"
-JETPLUG = Path(sys.executable).parent / "jetplug"
 
 
 def mode(provision: str) -> str:
@@ -240,10 +238,7 @@ def provtest_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def streams_cli(config: Path, plugin_path: Path, *args: str) -> tuple[int, str, str]:
     """`jetplug streams ARGS -c CONFIG -p provtest` with the test plugin importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JETPLUG_")}
-    env["PYTHONPATH"] = str(plugin_path)
-    proc = await asyncio.create_subprocess_exec(
-        str(JETPLUG),
+    return await run_cli_async(
         "--log-level",
         "warning",
         "streams",
@@ -252,14 +247,9 @@ async def streams_cli(config: Path, plugin_path: Path, *args: str) -> tuple[int,
         str(config),
         "-p",
         "provtest",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         cwd=config.parent,
-        env=env,
+        env=jetplug_env(PYTHONPATH=str(plugin_path)),
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def write_config(path: Path, url: str, **plugin: Any) -> None:
