@@ -10,10 +10,9 @@ import msgspec
 from jetplug import KeyValueSpec, StreamSpec, hookimpl
 from jetplug.message import Message
 from jetplug_ack_consumer.config import AckConsumerSettings
-from jetplug_caf_common.testing import read_stream
+from jetplug_caf_common.testing import dead_letters as common_dead_letters
 
 PLUGIN = ("ack_consumer", ack_plugin)
-DLQ_STREAM = "JETPLUG_DLQ"
 
 
 def settings(tok: str, **overrides: Any) -> dict[str, Any]:
@@ -83,6 +82,4 @@ class Observer:
 
 async def dead_letters(nc: Any, tok: str, count: int) -> dict[int, Any]:
     """The dead letters of this test's consumer, by original stream sequence."""
-    subject = f"jetplug.dlq.ACK_{tok}.acks-{tok}"
-    msgs = await read_stream(nc, DLQ_STREAM, subject, count)
-    return {int(m.headers["Jetplug-Original-Seq"]): m for m in msgs}
+    return await common_dead_letters(nc, f"ACK_{tok}", f"acks-{tok}", count)

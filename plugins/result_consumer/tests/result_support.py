@@ -9,11 +9,11 @@ import jetplug_result_consumer.plugin as result_plugin
 import msgspec
 from jetplug import KeyValueSpec, StreamSpec, hookimpl
 from jetplug.message import Message
+from jetplug_caf_common.testing import dead_letters as common_dead_letters
 from jetplug_caf_common.testing import read_stream
 from jetplug_result_consumer.config import ResultConsumerSettings
 
 PLUGIN = ("result_consumer", result_plugin)
-DLQ_STREAM = "JETPLUG_DLQ"
 
 
 def settings(tok: str, **overrides: Any) -> dict[str, Any]:
@@ -86,9 +86,7 @@ class Observer:
 
 async def dead_letters(nc: Any, tok: str, count: int) -> dict[int, Any]:
     """The dead letters of this test's consumer, by original stream sequence."""
-    subject = f"jetplug.dlq.RES_{tok}.results-{tok}"
-    msgs = await read_stream(nc, DLQ_STREAM, subject, count)
-    return {int(m.headers["Jetplug-Original-Seq"]): m for m in msgs}
+    return await common_dead_letters(nc, f"RES_{tok}", f"results-{tok}", count)
 
 
 async def usage_events(nc: Any, tok: str) -> list[tuple[dict[str, Any], Any]]:

@@ -25,8 +25,10 @@ from typing import IO, Any
 import msgspec
 from jetplug import hookimpl
 from jetplug.cli import load_host_config
+from jetplug.engine.outcomes import dlq_subject
 from jetplug.events import Event
 from jetplug.host import Host
+from jetplug.settings import DlqSettings
 from nats.js.api import StreamConfig
 
 from . import state
@@ -85,6 +87,15 @@ async def read_stream(
         await sub.unsubscribe()
     assert len(got) == count, f"{stream}/{subject}: expected {count} messages, got {len(got)}"
     return got
+
+
+async def dead_letters(nc: Any, stream: str, consumer: str, count: int) -> dict[int, Any]:
+    """Exactly ``count`` dead letters of ``consumer`` on ``stream`` (default DLQ settings), by
+    original stream sequence."""
+    dlq = DlqSettings()
+    subject = dlq_subject(dlq.subject_prefix, stream, consumer)
+    msgs = await read_stream(nc, dlq.stream, subject, count)
+    return {int(m.headers["Jetplug-Original-Seq"]): m for m in msgs}
 
 
 async def set_bucket_writable(nc: Any, bucket: str, writable: bool) -> None:
